@@ -1,0 +1,3 @@
+from hakon.cli import main
+
+raise SystemExit(main())

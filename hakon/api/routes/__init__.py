@@ -1,0 +1,1 @@
+"""One router per concern; `hakon.api.app` includes them all."""

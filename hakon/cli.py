@@ -1,0 +1,130 @@
+"""The `hakon` command: thin wrappers over library functions.
+
+hakon serve [flags]            run the service (flags from the settings table)
+hakon token create ...         mint a token offline with the data dir's secret
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hakon import __version__
+from hakon.auth.secret import SecretError, read_secret
+from hakon.auth.tokens import SCOPES, TokenAuthority
+from hakon.config import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    flag_help,
+    parse_duration,
+    setting_fields,
+)
+from hakon.errors import InvalidRequest
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "serve",
+        help="run Hakon",
+        description="Run the whole service in one process. Every flag can also be set "
+        f"with a {ENV_PREFIX}* environment variable; flags win over the environment.",
+    )
+    for f in setting_fields():
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(
+                flag,
+                dest=f.name,
+                action="store_const",
+                const="true",
+                default=None,
+                help=flag_help(f),
+            )
+        else:
+            p.add_argument(
+                flag, dest=f.name, default=None, metavar=f.name.upper(), help=flag_help(f)
+            )
+
+
+def _token_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("token", help="manage tokens offline")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    c = tsub.add_parser(
+        "create",
+        help="mint a token with the data dir's secret; prints only the token",
+        description="Mint a token offline with the data dir's secret (or HAKON_AUTH_SECRET).",
+    )
+    c.add_argument("--data-dir", default=os.environ.get(ENV_PREFIX + "DATA_DIR", "hakon-data"))
+    c.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=SCOPES,
+        dest="scopes",
+        help="a scope to grant; repeat for several",
+    )
+    c.add_argument("--ttl", default="24h", help="lifetime, e.g. 30m, 24h, 7d (default 24h)")
+    c.add_argument("--subject", default=None, help="the token's subject (default: derived)")
+    c.add_argument("--node-id", default=None, help="bind the token to one node")
+    c.add_argument("--cluster-id", default=None, help="bind the token to one cluster")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hakon", description="Hakon metrics and alerting.")
+    parser.add_argument("--version", action="version", version=f"hakon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _token_parser(sub)
+    return parser
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    env_secret = os.environ.get(ENV_PREFIX + "AUTH_SECRET", "")
+    try:
+        secret = env_secret.encode() if env_secret else read_secret(Path(args.data_dir))
+        ttl = parse_duration(args.ttl)
+        if ttl <= 0:
+            raise ValueError("expected a positive duration")
+        subject = args.subject or (
+            f"node:{args.node_id}"
+            if args.node_id
+            else f"cluster:{args.cluster_id}"
+            if args.cluster_id
+            else None
+        )
+        token, _ = TokenAuthority(secret).mint(
+            subject=subject,
+            scopes=args.scopes,
+            ttl_seconds=ttl,
+            node_id=args.node_id,
+            cluster_id=args.cluster_id,
+        )
+    except (SecretError, InvalidRequest) as exc:
+        print(f"hakon: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"hakon: invalid --ttl {args.ttl!r}: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        flags = {f.name: getattr(args, f.name) for f in setting_fields()}
+        try:
+            settings = Settings.load(flags, os.environ)
+        except SettingsError as exc:
+            print(f"hakon: {exc}", file=sys.stderr)
+            return 2
+        from hakon.server import serve
+
+        return serve(settings)
+    if args.command == "token" and args.token_command == "create":
+        return _token_create(args)
+    return 2

@@ -1,0 +1,268 @@
+"""The one settings object.
+
+Every setting is declared once, as a field of `Settings` with its help text and
+parser in the field metadata. That single table drives the `hakon serve` flags,
+the `HAKON_*` environment variables, `--help`, and the settings table in the
+README (a test keeps the README in step with it).
+
+Precedence: command-line flag > environment variable > default. The
+environment is passed in as a mapping so tests never touch `os.environ`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "HAKON_"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)?\s*$")
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "y": 365 * 86400,
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it and its sources."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``5m``, ``24h``, ``15d``; a bare number is seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION_RE.match(str(text))
+    if not m:
+        raise ValueError("expected a duration such as 30s, 5m, 24h or 15d")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    for unit in ("y", "w", "d", "h", "m", "s"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _parse_bool(text: str) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _int_between(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise ValueError(f"expected an integer between {lo} and {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError("expected a non-negative number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("expected a non-negative number")
+    return value
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError("expected a positive duration")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = str(text).strip().lower()
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def _secret(text: str) -> str:
+    value = str(text)
+    if value and len(value) < 32:
+        raise ValueError("expected at least 32 characters (or empty to use the data dir's secret)")
+    return value
+
+
+def _setting(default: Any, parse: Callable[[str], Any], help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"parse": parse, "help": help, **extra})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `hakon serve` can be told. Frozen: built once, validated once."""
+
+    host: str = _setting("127.0.0.1", str, "Address to listen on.")
+    port: int = _setting(9420, _int_between(1, 65535), "TCP port to listen on.")
+    data_dir: Path = _setting(
+        Path("hakon-data"),
+        lambda s: Path(str(s)).expanduser(),
+        "Directory holding the signing secret, the catalog, the WAL and blocks.",
+    )
+    log_level: str = _setting("info", _choice("debug", "info", "warning", "error"), "Log level.")
+    auth_secret: str = _setting(
+        "",
+        _secret,
+        "HS256 signing secret for tokens (32+ chars). Empty: use (and on first "
+        "start create) `secret.key` in the data dir.",
+        secret=True,
+    )
+    no_auth: bool = _setting(
+        False,
+        _parse_bool,
+        "Serve without authentication, for local trials only; refused unless the "
+        "host is a loopback address.",
+    )
+    metrics_require_auth: bool = _setting(
+        False, _parse_bool, "Require a token with `metrics:read` for `/metrics`."
+    )
+    token_default_ttl: float = _setting(
+        parse_duration("24h"), _positive_duration, "Lifetime of a token when none is asked for."
+    )
+    token_max_ttl: float = _setting(
+        parse_duration("365d"), _positive_duration, "Longest lifetime a token may be given."
+    )
+    bootstrap_token_ttl: float = _setting(
+        parse_duration("30d"),
+        _positive_duration,
+        "Lifetime of the admin token printed on first start.",
+    )
+    rate_limit_rps: float = _setting(
+        100.0,
+        _non_negative_float,
+        "Requests per second refilled per token subject (0 disables rate limiting).",
+    )
+    rate_limit_burst: int = _setting(
+        200, _int_between(1, 10**9), "Bucket size: requests a subject may send at once."
+    )
+    ingest_rate_limit_rps: float = _setting(
+        1000.0,
+        _non_negative_float,
+        "Ingest requests per second per token subject, a bucket of its own (0 disables).",
+    )
+    ingest_rate_limit_burst: int = _setting(
+        2000, _int_between(1, 10**9), "Ingest bucket size per token subject."
+    )
+    shutdown_timeout: float = _setting(
+        parse_duration("5s"),
+        _positive_duration,
+        "How long SIGINT/SIGTERM waits for in-flight requests before closing.",
+    )
+
+    @classmethod
+    def load(
+        cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from flags (already parsed, None = not given) and environment."""
+        flags = flags or {}
+        env = env or {}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            parse = f.metadata["parse"]
+            env_name = ENV_PREFIX + f.name.upper()
+            if flags.get(f.name) is not None:
+                raw, source = flags[f.name], "--" + f.name.replace("_", "-")
+            elif env_name in env:
+                raw, source = env[env_name], env_name
+            else:
+                continue
+            try:
+                values[f.name] = parse(raw)
+            except ValueError as exc:
+                shown = "***" if f.metadata.get("secret") else repr(str(raw))
+                raise SettingsError(
+                    f"invalid value {shown} for {f.name} ({source}): {exc}"
+                ) from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Rules that span more than one setting."""
+        if self.no_auth and not is_loopback(self.host):
+            raise SettingsError(
+                f"no_auth is refused with host {self.host!r}: serving without "
+                "authentication is allowed on a loopback address only"
+            )
+        if self.token_default_ttl > self.token_max_ttl:
+            raise SettingsError("token_default_ttl must not exceed token_max_ttl")
+        if self.bootstrap_token_ttl > self.token_max_ttl:
+            raise SettingsError("bootstrap_token_ttl must not exceed token_max_ttl")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        updated = replace(self, **changes)
+        updated.validate()
+        return updated
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def setting_fields() -> list[Any]:
+    return list(fields(Settings))
+
+
+def _default_text(f: Any) -> str:
+    default = f.default if f.default is not MISSING else None
+    if f.metadata.get("secret"):
+        return "(empty)" if not default else "***"
+    if f.metadata["parse"] in (_positive_duration,):
+        return format_duration(default)
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if default == "":
+        return "(empty)"
+    return str(default)
+
+
+def markdown_table() -> str:
+    """The settings table for the README and docs/configuration.md."""
+    lines = [
+        "| setting | flag | environment | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        lines.append(
+            f"| `{f.name}` | `{flag}` | `{ENV_PREFIX}{f.name.upper()}` | "
+            f"`{_default_text(f)}` | {f.metadata['help']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def flag_help(f: Any) -> str:
+    return f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {_default_text(f)}]"

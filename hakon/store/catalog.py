@@ -1,0 +1,64 @@
+"""The catalog: one DuckDB database file in the data dir.
+
+It records small, durable facts (series, the block manifest, revoked tokens,
+registry resources). DuckDB connections are not safe for concurrent use, so
+the catalog is the single owner of its connection and serializes access with
+a lock; writes commit (and DuckDB fsyncs its WAL) before the call returns.
+
+Each module that keeps tables here declares its schema with `ensure_schema`,
+so the catalog knows nothing of what the tables mean.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+CATALOG_FILE = "catalog.duckdb"
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._con = duckdb.connect(str(self.path))
+        self._con.execute("SET threads TO 1")
+
+    @classmethod
+    def open_in(cls, data_dir: Path) -> Catalog:
+        return cls(Path(data_dir) / CATALOG_FILE)
+
+    def ensure_schema(self, statements: Sequence[str]) -> None:
+        """Run idempotent DDL (`CREATE TABLE IF NOT EXISTS ...`) in one transaction."""
+        with self.transaction() as con:
+            for statement in statements:
+                con.execute(statement)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._lock:
+            self._con.execute(sql, params or [])
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
