@@ -1,0 +1,67 @@
+"""Planning what to flush, merge and expire: pure functions over block metadata.
+
+Kept free of I/O so the policies are tested on tables (as Prometheus tests
+`Compactor.Plan`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from hakon.store.interface import RAW, Samples
+from hakon.store.manifest import BlockMeta
+
+
+def partition_of(ts: np.ndarray | int, block_ms: int) -> np.ndarray | int:
+    return ts - np.mod(ts, block_ms)
+
+
+def split_by_partition(samples: Samples, block_ms: int) -> list[tuple[int, Samples]]:
+    """Sorted samples split into per-partition sorted samples, oldest partition first."""
+    if not len(samples):
+        return []
+    part = partition_of(samples.timestamps, block_ms)
+    order = np.argsort(part, kind="stable")  # keeps (series, ts) order inside a partition
+    part = part[order]
+    bounds = np.flatnonzero(np.diff(part)) + 1
+    starts = np.concatenate(([0], bounds))
+    return [
+        (
+            int(part[i]),
+            Samples(samples.series[rows], samples.timestamps[rows], samples.values[rows]),
+        )
+        for i, rows in zip(starts, np.split(order, bounds), strict=True)
+    ]
+
+
+def plan_compactions(
+    blocks: Sequence[BlockMeta], now_ms: int, block_ms: int, min_blocks: int
+) -> list[list[BlockMeta]]:
+    """Groups of raw blocks to merge, one group per partition.
+
+    A partition is merged when it holds `min_blocks` or more raw blocks, or
+    when it is closed (its end lies a half block in the past) and holds more
+    than one.
+    """
+    by_partition: dict[int, list[BlockMeta]] = defaultdict(list)
+    for b in blocks:
+        if b.resolution_ms == RAW:
+            by_partition[b.partition_start].append(b)
+    plans = []
+    for start, group in sorted(by_partition.items()):
+        closed = start + block_ms + block_ms // 2 <= now_ms
+        if len(group) >= min_blocks or (closed and len(group) > 1):
+            plans.append(sorted(group, key=lambda b: (b.seq, b.id)))
+    return plans
+
+
+def plan_retention(
+    blocks: Sequence[BlockMeta], now_ms: int, block_ms: int, retention_ms: dict[int, int]
+) -> list[BlockMeta]:
+    """Blocks whose whole partition lies beyond the retention of their resolution."""
+    return [
+        b for b in blocks if b.partition_start + block_ms <= now_ms - retention_ms[b.resolution_ms]
+    ]

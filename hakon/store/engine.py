@@ -1,0 +1,515 @@
+"""The storage engine: one object that appends, reads, flushes, compacts and expires.
+
+Threads and ownership (docs/format/wal.md has the durability argument):
+
+- the *writer* thread owns the WAL and the head. Appenders queue their batch
+  and wait; the writer takes everything queued, registers new series in the
+  catalog, writes one WAL record, fsyncs once for the whole group, inserts
+  into the head, then wakes every appender of the group (group commit).
+  Flush starts with a head swap that runs on this thread too, so a sample is
+  in exactly one head and its WAL segment is older than the swap iff it is in
+  the frozen head.
+- the *maintenance* thread sorts sealed head chunks, flushes the head when it
+  is big or old, merges blocks and applies retention.
+- readers take a snapshot (block list, frozen heads, head) under a short lock;
+  blocks become visible and frozen heads disappear in the same critical
+  section, so no read sees a sample twice or misses one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hakon.errors import InsufficientStorage, InvalidRequest
+from hakon.store import rollup as rollups_mod
+from hakon.store.block import BlockFile, write_raw_block
+from hakon.store.catalog import Catalog
+from hakon.store.compact import plan_compactions, plan_retention, split_by_partition
+from hakon.store.head import Head, HeadSnapshot
+from hakon.store.index import SeriesIndex
+from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
+from hakon.store.labels import Labels, Matcher
+from hakon.store.manifest import BlockMeta, Manifest
+from hakon.store.merge import merge_parts
+from hakon.store.wal import Wal, encode_samples
+
+log = logging.getLogger(__name__)
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    block_duration_ms: int = 2 * HOUR_MS
+    head_max_samples: int = 20_000_000
+    head_max_age_s: float = 1800.0
+    head_run_rows: int = 1 << 20
+    wal_segment_bytes: int = 128 << 20
+    retention_ms: dict[int, int] = field(
+        default_factory=lambda: {RAW: 15 * DAY_MS, 300_000: 90 * DAY_MS, HOUR_MS: 400 * DAY_MS}
+    )
+    max_future_ms: int = 10 * 60_000
+    row_group_rows: int = 16_384
+    compaction_min_blocks: int = 4
+    maintenance_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.block_duration_ms % HOUR_MS:
+            raise ValueError("block duration must be a whole number of hours")
+
+
+@dataclass
+class Block:
+    meta: BlockMeta
+    file: BlockFile
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    raw: tuple[Block, ...]  # oldest data first (by seq)
+    rollups: dict[str, Block]  # by block id
+    heads: tuple[HeadSnapshot, ...]  # frozen heads oldest first, then the live head
+    head_ranges: tuple[tuple[int, int], ...]
+
+
+class Store:
+    def __init__(self, data_dir: Path, catalog: Catalog, options: StoreOptions | None = None):
+        self.dir = Path(data_dir)
+        self.options = options or StoreOptions()
+        self.catalog = catalog
+        self.manifest = Manifest(catalog)
+        self.index = SeriesIndex()
+        self.blocks_dir = self.dir / "blocks"
+        self.wal = Wal(self.dir / "wal", self.options.wal_segment_bytes)
+        self.head = Head(self.options.head_run_rows)
+        self._frozen: list[Head] = []
+        self._blocks: dict[str, Block] = {}
+        self._state = threading.Lock()
+        self._maintenance_lock = threading.Lock()
+        self._queue: deque[tuple[Any, Future[Any]]] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._seq = 0
+        self.damaged: list[dict[str, str]] = []
+        self.wal_replay_seconds = 0.0
+        self.wal_replayed_samples = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def open(self) -> Store:
+        self.blocks_dir.mkdir(parents=True, exist_ok=True)
+        ids, labels = self.manifest.load_series()
+        self.index.add(ids, labels)
+        self._load_blocks()
+        started = time.perf_counter()
+        for record in self.wal.replay(self.manifest.wal_checkpoint()):
+            self.head.insert(record.series, record.timestamps, record.values, time.time())
+            self.wal_replayed_samples += len(record.timestamps)
+        self.wal_replay_seconds = time.perf_counter() - started
+        self.head.seal_pending()
+        for target, name in ((self._writer_loop, "wal-writer"), (self._maintain, "maintenance")):
+            thread = threading.Thread(target=target, name=f"hakon-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _load_blocks(self) -> None:
+        known = set()
+        for meta in self.manifest.blocks():
+            path = self.dir / meta.file
+            known.add(path.name)
+            self._seq = max(self._seq, meta.seq)
+            try:
+                self._blocks[meta.id] = Block(meta, BlockFile.open(path))
+            except (OSError, ValueError) as exc:
+                log.error("block %s (%s) is damaged and skipped: %s", meta.id, meta.file, exc)
+                self.damaged.append({"block": meta.id, "file": meta.file, "error": str(exc)})
+        for path in self.blocks_dir.iterdir():
+            if path.name not in known:  # written but never published: a crash mid-flush
+                log.info("removing unpublished block file %s", path.name)
+                path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self.head.seal_ready.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.wal.close()
+
+    # -- writes --------------------------------------------------------------------
+
+    def append(self, batch: SampleBatch) -> None:
+        """Durable (fsynced) and visible when this returns; raises InvalidRequest if bad."""
+        self._validate(batch)
+        if not len(batch):
+            return
+        self._submit(batch).result()
+
+    def _validate(self, batch: SampleBatch) -> None:
+        n = len(batch.timestamps)
+        if len(batch.values) != n or len(batch.sample_series) != n:
+            raise InvalidRequest("samples, timestamps and values differ in length", field="samples")
+        if len(batch.series_ids) != len(batch.series_labels):
+            raise InvalidRequest("series ids and labels differ in length", field="series")
+        if not n:
+            return
+        now_ms = int(time.time() * 1000)
+        oldest = now_ms - self.options.retention_ms[RAW]
+        newest = now_ms + self.options.max_future_ms
+        lo, hi = int(batch.timestamps.min()), int(batch.timestamps.max())
+        if lo < oldest:
+            raise InvalidRequest(
+                f"timestamp {lo} is older than the raw retention (oldest accepted {oldest})",
+                field="timestamp",
+            )
+        if hi > newest:
+            raise InvalidRequest(
+                f"timestamp {hi} is too far in the future (newest accepted {newest})",
+                field="timestamp",
+            )
+
+    def _submit(self, item: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("store is closed")
+            self._queue.append((item, future))
+            self._cond.notify()
+        return future
+
+    def _run_on_writer(self, fn: Callable[[], Any]) -> Any:
+        return self._submit(fn).result()
+
+    def _writer_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue and self._stopping:
+                    return
+                group: list[tuple[SampleBatch, Future[Any]]] = []
+                rows = 0
+                while self._queue and rows < 4_000_000:
+                    item, future = self._queue[0]
+                    if callable(item):
+                        if group:
+                            break
+                        self._queue.popleft()
+                        self._run_control(item, future)
+                        break
+                    self._queue.popleft()
+                    group.append((item, future))
+                    rows += len(item)
+            if group:
+                self._commit_group(group)
+
+    @staticmethod
+    def _run_control(fn: Callable[[], Any], future: Future[Any]) -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _commit_group(self, group: list[tuple[SampleBatch, Future[Any]]]) -> None:
+        try:
+            self._register_series([b for b, _ in group])
+            batches = [b for b, _ in group]
+            if len(batches) == 1:
+                series, ts, values = (
+                    batches[0].sample_series,
+                    batches[0].timestamps,
+                    batches[0].values,
+                )
+            else:
+                series = np.concatenate([b.sample_series for b in batches])
+                ts = np.concatenate([b.timestamps for b in batches])
+                values = np.concatenate([b.values for b in batches])
+            self.wal.write([encode_samples(series, ts, values)])
+            self.head.insert(series, ts, values, time.time())
+        except OSError as exc:
+            error: BaseException = exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                error = InsufficientStorage("no space left on the storage device; retry later")
+            log.error("append failed: %s", exc)
+            for _, future in group:
+                future.set_exception(error)
+            return
+        except BaseException as exc:
+            log.exception("append failed")
+            for _, future in group:
+                future.set_exception(exc)
+            return
+        for _, future in group:
+            future.set_result(None)
+
+    def _register_series(self, batches: Sequence[SampleBatch]) -> None:
+        new_ids: list[int] = []
+        new_labels: list[Labels] = []
+        seen: set[int] = set()
+        for batch in batches:
+            unknown = np.flatnonzero(self.index.unknown(batch.series_ids))
+            for i in unknown.tolist():
+                sid = int(batch.series_ids[i])
+                if sid not in seen:
+                    seen.add(sid)
+                    new_ids.append(sid)
+                    new_labels.append(batch.series_labels[i])
+        if new_ids:
+            self.manifest.add_series(np.array(new_ids, dtype=np.int64), new_labels)
+            self.index.add(new_ids, new_labels)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        with self._state:
+            raw = sorted(
+                (b for b in self._blocks.values() if b.meta.resolution_ms == RAW),
+                key=lambda b: (b.meta.seq, b.meta.id),
+            )
+            rollups = {k: b for k, b in self._blocks.items() if b.meta.resolution_ms != RAW}
+            heads = [*self._frozen, self.head]
+            ranges = tuple(
+                (h.min_ts, h.max_ts) for h in heads if h.min_ts is not None and h.max_ts is not None
+            )
+            return Snapshot(tuple(raw), rollups, tuple(h.snapshot() for h in heads), ranges)
+
+    def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
+        return self.index.select(matchers)
+
+    def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
+        if not matchers:
+            return self.index.label_names()
+        return self.index.label_names(self.index.select(matchers))
+
+    def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]:
+        if not matchers:
+            return self.index.label_values(name)
+        return self.index.label_values(name, self.index.select(matchers))
+
+    def read(self, ids: np.ndarray | Sequence[int], start: int, end: int) -> Samples:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        return self._read(self.snapshot(), ids, start, end)
+
+    @staticmethod
+    def _read(snap: Snapshot, ids: np.ndarray, start: int, end: int) -> Samples:
+        parts = []
+        for block in snap.raw:
+            if block.meta.max_ts >= start and block.meta.min_ts <= end:
+                s = block.file.read_raw(ids, start, end)
+                parts.append((s.series, s.timestamps, s.values))
+        for head in snap.heads:
+            parts.extend(head.read(ids, start, end))
+        return merge_parts(parts)
+
+    def read_rollups(
+        self, ids: np.ndarray | Sequence[int], start: int, end: int, resolution_ms: int
+    ) -> Rollups:
+        if resolution_ms not in ROLLUP_RESOLUTIONS_MS:
+            raise InvalidRequest(
+                f"rollup resolution must be one of {ROLLUP_RESOLUTIONS_MS} ms", field="resolution"
+            )
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        snap = self.snapshot()
+        block_ms = self.options.block_duration_ms
+        first = start - start % block_ms
+        parts: list[Rollups] = []
+        for p in range(first, end + 1, block_ms):
+            p_end = p + block_ms - 1
+            lo, hi = max(start, p), min(end, p_end)
+            raw = [b for b in snap.raw if b.meta.partition_start == p]
+            stored = [
+                snap.rollups.get(f"{b.meta.id}@{resolution_ms}") for b in raw
+            ] if raw else [
+                b for b in snap.rollups.values()
+                if b.meta.partition_start == p and b.meta.resolution_ms == resolution_ms
+            ]  # fmt: skip
+            head_overlap = any(h_lo <= p_end and h_hi >= p for h_lo, h_hi in snap.head_ranges)
+            if len(stored) == 1 and stored[0] is not None and len(raw) <= 1 and not head_overlap:
+                parts.append(rollups_mod.read_rollup_block(stored[0].file, ids, lo, hi))
+            elif raw or head_overlap:
+                samples = self._read(snap, ids, p, p_end)
+                computed = rollups_mod.compute(samples, resolution_ms)
+                keep = (computed.bucket >= lo) & (computed.bucket <= hi)
+                parts.append(Rollups(*(getattr(computed, c)[keep] for c in rollups_mod.COLUMNS)))
+            else:
+                for block in stored:
+                    if block is not None:
+                        parts.append(rollups_mod.read_rollup_block(block.file, ids, lo, hi))
+        return rollups_mod.concat(parts)
+
+    # -- flush, compaction, retention ---------------------------------------------------
+
+    def _swap_head(self) -> tuple[Head, int]:
+        """On the writer thread: freeze the head and start a new WAL segment."""
+        checkpoint = self.wal.rotate()
+        with self._state:
+            frozen = self.head
+            self._frozen.append(frozen)
+            self.head = Head(self.options.head_run_rows)
+        return frozen, checkpoint
+
+    def flush(self) -> int:
+        """Cut the whole head into blocks now; returns the number of samples flushed."""
+        with self._maintenance_lock:
+            frozen, checkpoint = self._run_on_writer(self._swap_head)
+            try:
+                samples = merge_parts(frozen.snapshot().all_parts())
+                written = [
+                    self._write_partition(p, part) for p, part in split_by_partition(
+                        samples, self.options.block_duration_ms)
+                ]  # fmt: skip
+                added = [m for metas in written for m in metas]
+                self.manifest.publish(added, wal_checkpoint=checkpoint)
+            except BaseException:
+                log.exception("flush failed; the frozen head stays readable and in the WAL")
+                raise
+            opened = [Block(m, BlockFile.open(self.dir / m.file)) for m in added]
+            with self._state:
+                for block in opened:
+                    self._blocks[block.meta.id] = block
+                self._frozen.remove(frozen)
+            self.wal.remove_before(checkpoint)
+            return len(samples)
+
+    def _next_seq(self) -> int:
+        with self._state:
+            self._seq += 1
+            return self._seq
+
+    def _write_partition(
+        self, partition: int, samples: Samples, seq: int | None = None
+    ) -> list[BlockMeta]:
+        block_id = f"{partition}-{uuid.uuid4().hex[:12]}"
+        seq = self._next_seq() if seq is None else seq
+        rel = f"blocks/{block_id}.parquet"
+        size = write_raw_block(samples, self.dir / rel, self.options.row_group_rows)
+        ts = samples.timestamps
+        metas = [
+            BlockMeta(
+                block_id, RAW, partition, int(ts.min()), int(ts.max()), len(samples), size, rel, seq
+            )
+        ]
+        for res in ROLLUP_RESOLUTIONS_MS:
+            r = rollups_mod.compute(samples, res)
+            rel_r = f"blocks/{block_id}@{res}.parquet"
+            size_r = rollups_mod.write_rollup_block(
+                r, self.dir / rel_r, self.options.row_group_rows
+            )
+            lo, hi = (
+                (int(r.bucket.min()), int(r.bucket.max())) if len(r) else (partition, partition)
+            )
+            metas.append(
+                BlockMeta(f"{block_id}@{res}", res, partition, lo, hi, len(r), size_r, rel_r, seq)
+            )
+        return metas
+
+    def compact(self, now_ms: int | None = None) -> int:
+        """Merge blocks per the plan; returns the number of merges done."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        merges = 0
+        with self._maintenance_lock:
+            with self._state:
+                metas = [b.meta for b in self._blocks.values()]
+            plans = plan_compactions(
+                metas, now_ms, self.options.block_duration_ms, self.options.compaction_min_blocks
+            )
+            for group in plans:
+                self._merge(group)
+                merges += 1
+        return merges
+
+    def _merge(self, group: list[BlockMeta]) -> None:
+        with self._state:
+            inputs = [self._blocks[m.id] for m in group]
+        parts = []
+        for block in inputs:
+            s = block.file.read_raw(None, -(2**63), 2**63 - 1)
+            parts.append((s.series, s.timestamps, s.values))
+        merged = merge_parts(parts)
+        partition = group[0].partition_start
+        added = self._write_partition(partition, merged, seq=max(m.seq for m in group))
+        removed = [m.id for m in group] + [
+            f"{m.id}@{res}" for m in group for res in ROLLUP_RESOLUTIONS_MS
+        ]
+        with self._state:
+            removed = [r for r in removed if r in self._blocks]
+        self.manifest.publish(added, removed)
+        opened = [Block(m, BlockFile.open(self.dir / m.file)) for m in added]
+        with self._state:
+            old = [self._blocks.pop(r) for r in removed]
+            for block in opened:
+                self._blocks[block.meta.id] = block
+        for block in old:
+            (self.dir / block.meta.file).unlink(missing_ok=True)
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._maintenance_lock:
+            with self._state:
+                metas = [b.meta for b in self._blocks.values()]
+            expired = plan_retention(
+                metas, now_ms, self.options.block_duration_ms, self.options.retention_ms
+            )
+            if not expired:
+                return 0
+            self.manifest.publish([], [m.id for m in expired])
+            with self._state:
+                for m in expired:
+                    self._blocks.pop(m.id, None)
+            for m in expired:
+                (self.dir / m.file).unlink(missing_ok=True)
+            return len(expired)
+
+    def _maintain(self) -> None:
+        while not self._stopping:
+            self.head.seal_ready.wait(self.options.maintenance_interval_s)
+            if self._stopping:
+                return
+            try:
+                self.head.seal_pending()
+                head = self.head
+                age = time.time() - head.first_insert if head.first_insert else 0.0
+                if head.samples >= self.options.head_max_samples or (
+                    head.samples and age >= self.options.head_max_age_s
+                ):
+                    self.flush()
+                self.compact()
+                self.apply_retention()
+            except Exception:
+                log.exception("storage maintenance failed; retrying in the next round")
+
+    # -- admin ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self._state:
+            blocks = list(self._blocks.values())
+            head_samples = self.head.samples + sum(h.samples for h in self._frozen)
+        raw = [b for b in blocks if b.meta.resolution_ms == RAW]
+        return {
+            "series": len(self.index),
+            "samples": sum(b.meta.rows for b in raw) + head_samples,
+            "head_samples": head_samples,
+            "blocks": len(raw),
+            "block_bytes": sum(b.meta.bytes for b in raw),
+            "rollup_blocks": len(blocks) - len(raw),
+            "rollup_bytes": sum(b.meta.bytes for b in blocks if b.meta.resolution_ms != RAW),
+            "wal_bytes": self.wal.size_bytes(),
+            "wal_replayed_samples": self.wal_replayed_samples,
+            "wal_replay_seconds": round(self.wal_replay_seconds, 3),
+            "damaged": list(self.damaged),
+        }

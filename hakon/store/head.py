@@ -1,0 +1,103 @@
+"""The head: recent samples in memory, readable the moment they are durable.
+
+Appends land in a tail of chunks (cheap: a list append). When the tail grows
+past `run_rows`, it is sealed and sorted into a run, sorted by (series,
+timestamp) and deduplicated, by a background thread (numpy sorts release the
+GIL, so this uses the second core). Reads binary-search the runs and scan the
+small tail. Every array is immutable once added, so a snapshot is just the
+current lists.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from hakon.store.merge import Part, merge_parts, ranges_for
+
+
+@dataclass(frozen=True)
+class Run:
+    series: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    def select(self, ids: np.ndarray, start: int, end: int) -> Part:
+        rows = ranges_for(self.series, ids)
+        ts = self.timestamps[rows]
+        in_range = (ts >= start) & (ts <= end)
+        rows = rows[in_range]
+        return self.series[rows], ts[in_range], self.values[rows]
+
+
+@dataclass(frozen=True)
+class HeadSnapshot:
+    runs: tuple[Run, ...]
+    chunks: tuple[Part, ...]  # unsorted, oldest first; newer than every run
+
+    def read(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
+        parts = [run.select(ids, start, end) for run in self.runs]
+        for s, t, v in self.chunks:
+            mask = np.isin(s, ids, assume_unique=False) & (t >= start) & (t <= end)
+            if mask.any():
+                parts.append((s[mask], t[mask], v[mask]))
+        return parts
+
+    def all_parts(self) -> list[Part]:
+        return [(r.series, r.timestamps, r.values) for r in self.runs] + list(self.chunks)
+
+
+class Head:
+    def __init__(self, run_rows: int = 1 << 20) -> None:
+        self.run_rows = run_rows
+        self._lock = threading.Lock()
+        self._runs: list[Run] = []
+        self._sealed: list[list[Part]] = []  # groups waiting to become runs, oldest first
+        self._tail: list[Part] = []
+        self._tail_rows = 0
+        self.samples = 0
+        self.min_ts: int | None = None
+        self.max_ts: int | None = None
+        self.first_insert: float | None = None
+        self.seal_ready = threading.Event()
+
+    def insert(self, series: np.ndarray, ts: np.ndarray, values: np.ndarray, now: float) -> None:
+        if not len(ts):
+            return
+        lo, hi = int(ts.min()), int(ts.max())
+        with self._lock:
+            self._tail.append((series, ts, values))
+            self._tail_rows += len(ts)
+            self.samples += len(ts)
+            self.min_ts = lo if self.min_ts is None else min(self.min_ts, lo)
+            self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
+            if self.first_insert is None:
+                self.first_insert = now
+            if self._tail_rows >= self.run_rows:
+                self._sealed.append(self._tail)
+                self._tail, self._tail_rows = [], 0
+                self.seal_ready.set()
+
+    def seal_pending(self) -> None:
+        """Sort sealed chunk groups into runs (called by the maintenance thread)."""
+        while True:
+            with self._lock:
+                if not self._sealed:
+                    self.seal_ready.clear()
+                    return
+                group = self._sealed[0]
+            merged = merge_parts(group)
+            run = Run(merged.series, merged.timestamps, merged.values)
+            with self._lock:
+                self._sealed.pop(0)
+                self._runs.append(run)
+
+    def snapshot(self) -> HeadSnapshot:
+        with self._lock:
+            chunks = [c for group in self._sealed for c in group] + self._tail
+            return HeadSnapshot(tuple(self._runs), tuple(chunks))
+
+    def __len__(self) -> int:
+        return self.samples

@@ -1,0 +1,121 @@
+"""The in-memory series index: labels by id, postings by label, matcher selection.
+
+Built from the catalog on start and kept current by the appender. Label pairs
+are interned, so a million series with Kubernetes-like labels cost a few
+hundred bytes each. Postings are append-only lists (a series is added once).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from hakon.store.labels import Labels, Matcher
+
+
+class SeriesIndex:
+    def __init__(self) -> None:
+        self._labels: dict[int, Labels] = {}
+        self._postings: dict[str, dict[str, list[int]]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        self._sorted_ids = np.empty(0, dtype=np.int64)
+        self._recent: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __contains__(self, sid: int) -> bool:
+        return sid in self._labels
+
+    def labels(self, sid: int) -> Labels:
+        return self._labels[sid]
+
+    def add(self, ids: Iterable[int], label_sets: Iterable[Labels]) -> None:
+        with self._lock:
+            for sid, labels in zip(ids, label_sets, strict=True):
+                sid = int(sid)
+                if sid in self._labels:
+                    continue
+                interned = tuple(self._pairs.setdefault(pair, pair) for pair in labels)
+                self._labels[sid] = interned
+                for name, value in interned:
+                    self._postings.setdefault(name, {}).setdefault(value, []).append(sid)
+                self._recent.add(sid)
+            if len(self._recent) > 50_000:
+                self._fold_recent()
+
+    def _fold_recent(self) -> None:
+        fresh = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
+        self._sorted_ids = np.union1d(self._sorted_ids, fresh)
+        self._recent = set()
+
+    def unknown(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask of the ids not yet in the index (vectorized for the hot path)."""
+        known = self._sorted_ids
+        if len(known):
+            pos = np.searchsorted(known, ids)
+            pos[pos == len(known)] = 0
+            missing = known[pos] != ids
+        else:
+            missing = np.ones(len(ids), dtype=bool)
+        recent = self._recent
+        if recent and missing.any():
+            idx = np.flatnonzero(missing)
+            hits = [
+                i for i, sid in zip(idx.tolist(), ids[idx].tolist(), strict=True) if sid in recent
+            ]
+            missing[hits] = False
+        return missing
+
+    def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
+        """Ids and labels of the series matching every matcher."""
+        positive: list[set[int]] = []
+        filters: list[Matcher] = []
+        for m in matchers:
+            if m.matches_empty:
+                filters.append(m)
+                continue
+            values = self._postings.get(m.name, {})
+            if m.op == "=":
+                ids = set(values.get(m.value, ()))
+            else:
+                ids = set()
+                for value, posting in values.items():
+                    if m.matches(value):
+                        ids.update(posting)
+            positive.append(ids)
+        if positive:
+            positive.sort(key=len)
+            candidates = positive[0]
+            for other in positive[1:]:
+                candidates = candidates & other
+                if not candidates:
+                    return {}
+        else:
+            candidates = set(self._labels)
+        out: dict[int, Labels] = {}
+        for sid in candidates:
+            labels = self._labels[sid]
+            if filters:
+                as_dict = dict(labels)
+                if not all(m.matches(as_dict.get(m.name, "")) for m in filters):
+                    continue
+            out[sid] = labels
+        return out
+
+    def label_names(self, ids: Iterable[int] | None = None) -> list[str]:
+        if ids is None:
+            return sorted(self._postings)
+        names: set[str] = set()
+        for sid in ids:
+            names.update(name for name, _ in self._labels[sid])
+        return sorted(names)
+
+    def label_values(self, name: str, ids: Iterable[int] | None = None) -> list[str]:
+        if ids is None:
+            return sorted(self._postings.get(name, {}))
+        values = {v for sid in ids for n, v in self._labels[sid] if n == name}
+        return sorted(values)

@@ -1,0 +1,101 @@
+"""The store's tables in the catalog: series, the block manifest, the WAL checkpoint.
+
+A block becomes visible by `publish`: one transaction that adds the new
+blocks, removes the ones they replace (guarded: all must still be there) and
+advances the WAL checkpoint, so a crash leaves either the old state or the
+new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from hakon.errors import Conflict
+from hakon.store.catalog import Catalog
+from hakon.store.labels import Labels
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS series (id BIGINT PRIMARY KEY, labels VARCHAR NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS blocks ("
+    " id VARCHAR PRIMARY KEY, resolution_ms BIGINT NOT NULL, partition_start BIGINT NOT NULL,"
+    " min_ts BIGINT NOT NULL, max_ts BIGINT NOT NULL, rows BIGINT NOT NULL,"
+    " bytes BIGINT NOT NULL, file VARCHAR NOT NULL, seq BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS store_state (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)",
+)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[tuple[str, str]]).decode
+
+
+@dataclass(frozen=True)
+class BlockMeta:
+    id: str
+    resolution_ms: int  # 0 = raw
+    partition_start: int
+    min_ts: int
+    max_ts: int
+    rows: int
+    bytes: int
+    file: str  # relative to the data dir
+    seq: int  # data age: later blocks win on equal (series, ts); a merge keeps its inputs max
+
+
+class Manifest:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        catalog.ensure_schema(SCHEMA)
+
+    def add_series(self, ids: np.ndarray, labels: Sequence[Labels]) -> None:
+        table = pa.table(
+            {"id": pa.array(ids, pa.int64()), "labels": [_encode(ls).decode() for ls in labels]}
+        )
+        with self.catalog.transaction() as con:
+            con.register("new_series", table)
+            con.execute("INSERT OR IGNORE INTO series SELECT id, labels FROM new_series")
+            con.unregister("new_series")
+
+    def load_series(self) -> tuple[list[int], list[Labels]]:
+        rows = self.catalog.fetchall("SELECT id, labels FROM series")
+        return [r[0] for r in rows], [tuple(map(tuple, _decode(r[1]))) for r in rows]
+
+    def blocks(self) -> list[BlockMeta]:
+        rows = self.catalog.fetchall(
+            "SELECT id, resolution_ms, partition_start, min_ts, max_ts, rows, bytes, file,"
+            " seq FROM blocks ORDER BY seq, id"
+        )
+        return [BlockMeta(*r) for r in rows]
+
+    def wal_checkpoint(self) -> int:
+        rows = self.catalog.fetchall("SELECT value FROM store_state WHERE key = 'wal_checkpoint'")
+        return int(rows[0][0]) if rows else 0
+
+    def publish(
+        self,
+        added: Sequence[BlockMeta],
+        removed: Sequence[str] = (),
+        wal_checkpoint: int | None = None,
+    ) -> None:
+        with self.catalog.transaction() as con:
+            if removed:
+                placeholders = ",".join("?" * len(removed))
+                (present,) = con.execute(
+                    f"SELECT count(*) FROM blocks WHERE id IN ({placeholders})", list(removed)
+                ).fetchone()
+                if present != len(removed):
+                    raise Conflict("blocks to replace are no longer in the manifest")
+                con.execute(f"DELETE FROM blocks WHERE id IN ({placeholders})", list(removed))
+            for b in added:
+                con.execute(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [b.id, b.resolution_ms, b.partition_start, b.min_ts, b.max_ts, b.rows,
+                     b.bytes, b.file, b.seq],
+                )  # fmt: skip
+            if wal_checkpoint is not None:
+                con.execute(
+                    "INSERT OR REPLACE INTO store_state VALUES ('wal_checkpoint', ?)",
+                    [wal_checkpoint],
+                )

@@ -1,0 +1,74 @@
+"""Merging sample parts: sort by (series, timestamp) and keep the last write.
+
+Parts are given oldest first; a stable sort keeps that order among equal
+(series, timestamp) pairs, so keeping the last of each run of duplicates is
+"last write wins" across head, blocks and replays alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hakon.store.interface import Samples
+
+EMPTY_I64 = np.empty(0, dtype=np.int64)
+EMPTY_F64 = np.empty(0, dtype=np.float64)
+EMPTY = Samples(EMPTY_I64, EMPTY_I64, EMPTY_F64)
+
+Part = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def sort_dedup(series: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Samples:
+    if len(ts) == 0:
+        return EMPTY
+    order = np.lexsort((ts, series))  # stable: equal keys keep arrival order
+    series, ts, values = series[order], ts[order], values[order]
+    keep = np.empty(len(ts), dtype=bool)
+    keep[-1] = True
+    np.not_equal(series[1:], series[:-1], out=keep[:-1])
+    keep[:-1] |= ts[1:] != ts[:-1]
+    if keep.all():
+        return Samples(series, ts, values)
+    return Samples(series[keep], ts[keep], values[keep])
+
+
+def merge_parts(parts: Sequence[Part]) -> Samples:
+    """Merge parts (oldest first) into one sorted, deduplicated set."""
+    parts = [p for p in parts if len(p[1])]
+    if not parts:
+        return EMPTY
+    if len(parts) == 1:
+        s, t, v = parts[0]
+        if _is_sorted_unique(s, t):
+            return Samples(s, t, v)
+    return sort_dedup(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
+
+
+def _is_sorted_unique(series: np.ndarray, ts: np.ndarray) -> bool:
+    if len(ts) < 2:
+        return True
+    ds = np.diff(series)
+    if (ds < 0).any():
+        return False
+    same = ds == 0
+    return bool((np.diff(ts)[same] > 0).all())
+
+
+def ranges_for(sorted_series: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Row indices of `sorted_series` whose value is in `ids` (ids sorted, unique)."""
+    lo = np.searchsorted(sorted_series, ids, side="left")
+    hi = np.searchsorted(sorted_series, ids, side="right")
+    lengths = hi - lo
+    total = int(lengths.sum())
+    if total == 0:
+        return EMPTY_I64
+    nz = lengths > 0
+    lo, lengths = lo[nz], lengths[nz]
+    starts = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return starts + np.arange(total)
