@@ -177,6 +177,42 @@ class Settings:
         "How long SIGINT/SIGTERM waits for in-flight requests before closing.",
     )
 
+    block_duration: float = _setting(
+        parse_duration("2h"),
+        _positive_duration,
+        "Time span of one block partition; a whole number of hours.",
+    )
+    head_max_samples: int = _setting(
+        20_000_000,
+        _int_between(1000, 10**10),
+        "Flush the in-memory head to blocks once it holds this many samples.",
+    )
+    head_max_age: float = _setting(
+        parse_duration("30m"),
+        _positive_duration,
+        "Flush the head to blocks at the latest this long after its first sample.",
+    )
+    wal_segment_bytes: int = _setting(
+        128 << 20, _int_between(1 << 20, 1 << 40), "Size at which a WAL segment file is closed."
+    )
+    retention_raw: float = _setting(
+        parse_duration("15d"), _positive_duration, "How long raw samples are kept."
+    )
+    retention_5m: float = _setting(
+        parse_duration("90d"), _positive_duration, "How long 5-minute rollups are kept."
+    )
+    retention_1h: float = _setting(
+        parse_duration("400d"), _positive_duration, "How long 1-hour rollups are kept."
+    )
+    max_future: float = _setting(
+        parse_duration("10m"),
+        _positive_duration,
+        "Samples more than this far ahead of the server clock are refused.",
+    )
+    compaction_min_blocks: int = _setting(
+        4, _int_between(2, 1000), "Merge a partition's blocks once it has this many."
+    )
+
     @classmethod
     def load(
         cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
@@ -214,6 +250,8 @@ class Settings:
             )
         if self.token_default_ttl > self.token_max_ttl:
             raise SettingsError("token_default_ttl must not exceed token_max_ttl")
+        if self.block_duration % 3600:
+            raise SettingsError("block_duration must be a whole number of hours")
         if self.bootstrap_token_ttl > self.token_max_ttl:
             raise SettingsError("bootstrap_token_ttl must not exceed token_max_ttl")
 

@@ -17,6 +17,8 @@ from hakon.auth.tokens import TokenAuthority
 from hakon.config import Settings
 from hakon.errors import Unavailable
 from hakon.store.catalog import Catalog
+from hakon.store.engine import Store, StoreOptions
+from hakon.store.interface import RAW
 from hakon.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class Runtime:
         self.secret = secret
         self.telemetry = Telemetry()
         self.catalog: Catalog | None = None
+        self._store: Store | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
         self.open_error: BaseException | None = None
@@ -52,6 +55,12 @@ class Runtime:
             raise Unavailable("storage is still opening; retry shortly")
         return self._authority
 
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise Unavailable("storage is still opening; retry shortly")
+        return self._store
+
     def offline_authority(self) -> TokenAuthority:
         """An authority that can mint (not check revocations), usable before open()."""
         return TokenAuthority(self.secret)
@@ -61,6 +70,8 @@ class Runtime:
             self.catalog = Catalog.open_in(self.settings.data_dir)
             revocations = RevocationList(CatalogRevocationStore(self.catalog))
             self._authority = TokenAuthority(self.secret, revocations)
+            self._store = Store(self.settings.data_dir, self.catalog, store_options(self.settings))
+            self._store.open()
         except BaseException as exc:
             self.open_error = exc
             log.exception("opening storage failed")
@@ -70,6 +81,26 @@ class Runtime:
 
     def close(self) -> None:
         self._ready.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         if self.catalog is not None:
             self.catalog.close()
             self.catalog = None
+
+
+def store_options(settings: Settings) -> StoreOptions:
+    ms = 1000
+    return StoreOptions(
+        block_duration_ms=int(settings.block_duration * ms),
+        head_max_samples=settings.head_max_samples,
+        head_max_age_s=settings.head_max_age,
+        wal_segment_bytes=settings.wal_segment_bytes,
+        retention_ms={
+            RAW: int(settings.retention_raw * ms),
+            300_000: int(settings.retention_5m * ms),
+            3_600_000: int(settings.retention_1h * ms),
+        },
+        max_future_ms=int(settings.max_future * ms),
+        compaction_min_blocks=settings.compaction_min_blocks,
+    )

@@ -15,7 +15,7 @@ def test_every_operation_documents_its_errors(tmp_path) -> None:
     doc = spec(tmp_path)
     assert "ErrorResponse" in doc["components"]["schemas"]
     operations = [op for path in doc["paths"].values() for op in path.values()]
-    assert len(operations) == 8  # health x2, ready x2, metrics, three token routes
+    assert len(operations) == 10  # health x2, ready x2, metrics, 3 token routes, 2 admin
     for op in operations:
         assert "422" not in op["responses"]
         assert "500" in op["responses"]

@@ -93,7 +93,8 @@ class Store:
         self.index = SeriesIndex()
         self.blocks_dir = self.dir / "blocks"
         self.wal = Wal(self.dir / "wal", self.options.wal_segment_bytes)
-        self.head = Head(self.options.head_run_rows)
+        self._wake = threading.Event()
+        self.head = Head(self.options.head_run_rows, self._wake)
         self._frozen: list[Head] = []
         self._blocks: dict[str, Block] = {}
         self._state = threading.Lock()
@@ -115,7 +116,9 @@ class Store:
         self.index.add(ids, labels)
         self._load_blocks()
         started = time.perf_counter()
-        for record in self.wal.replay(self.manifest.wal_checkpoint()):
+        checkpoint = self.manifest.wal_checkpoint()
+        self.wal.start_after(checkpoint)
+        for record in self.wal.replay(checkpoint):
             self.head.insert(record.series, record.timestamps, record.values, time.time())
             self.wal_replayed_samples += len(record.timestamps)
         self.wal_replay_seconds = time.perf_counter() - started
@@ -146,7 +149,7 @@ class Store:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self.head.seal_ready.set()
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout=30)
         self.wal.close()
@@ -360,7 +363,7 @@ class Store:
         with self._state:
             frozen = self.head
             self._frozen.append(frozen)
-            self.head = Head(self.options.head_run_rows)
+            self.head = Head(self.options.head_run_rows, self._wake)
         return frozen, checkpoint
 
     def flush(self) -> int:
@@ -477,7 +480,8 @@ class Store:
 
     def _maintain(self) -> None:
         while not self._stopping:
-            self.head.seal_ready.wait(self.options.maintenance_interval_s)
+            self._wake.wait(self.options.maintenance_interval_s)
+            self._wake.clear()
             if self._stopping:
                 return
             try:

@@ -50,7 +50,7 @@ class HeadSnapshot:
 
 
 class Head:
-    def __init__(self, run_rows: int = 1 << 20) -> None:
+    def __init__(self, run_rows: int = 1 << 20, wake: threading.Event | None = None) -> None:
         self.run_rows = run_rows
         self._lock = threading.Lock()
         self._runs: list[Run] = []
@@ -61,7 +61,7 @@ class Head:
         self.min_ts: int | None = None
         self.max_ts: int | None = None
         self.first_insert: float | None = None
-        self.seal_ready = threading.Event()
+        self.seal_ready = wake if wake is not None else threading.Event()
 
     def insert(self, series: np.ndarray, ts: np.ndarray, values: np.ndarray, now: float) -> None:
         if not len(ts):
@@ -85,7 +85,6 @@ class Head:
         while True:
             with self._lock:
                 if not self._sealed:
-                    self.seal_ready.clear()
                     return
                 group = self._sealed[0]
             merged = merge_parts(group)

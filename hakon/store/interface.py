@@ -46,13 +46,15 @@ class SampleBatch:
         values: np.ndarray | Sequence[float],
     ) -> SampleBatch:
         """Build a batch from label sets and, per sample, the index of its label set."""
-        canon = [canonical(ls) for ls in labels]
-        ids = series_ids(canon)
-        unique_ids, first = np.unique(ids, return_index=True)
         index = np.asarray(sample_index, dtype=np.int64)
+        used = np.unique(index)  # only series that have samples here
+        canon = [canonical(labels[i]) for i in used.tolist()]
+        ids = np.zeros(len(labels), dtype=np.int64)
+        ids[used] = series_ids(canon)
+        unique_ids, first = np.unique(ids[used], return_index=True)
         return cls(
             series_ids=unique_ids,
-            series_labels=[canon[i] for i in first],
+            series_labels=[canon[i] for i in first.tolist()],
             sample_series=ids[index] if len(index) else np.empty(0, np.int64),
             timestamps=np.asarray(timestamps, dtype=np.int64),
             values=np.asarray(values, dtype=np.float64),

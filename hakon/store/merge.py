@@ -53,11 +53,11 @@ def merge_parts(parts: Sequence[Part]) -> Samples:
 def _is_sorted_unique(series: np.ndarray, ts: np.ndarray) -> bool:
     if len(ts) < 2:
         return True
-    ds = np.diff(series)
-    if (ds < 0).any():
+    # Compare, never subtract: ids span the whole int64 range and differences overflow.
+    if (series[1:] < series[:-1]).any():
         return False
-    same = ds == 0
-    return bool((np.diff(ts)[same] > 0).all())
+    same = series[1:] == series[:-1]
+    return bool((ts[1:][same] > ts[:-1][same]).all())
 
 
 def ranges_for(sorted_series: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -105,6 +105,11 @@ class Wal:
         existing = self.segments()
         self.current = (existing[-1] + 1) if existing else 1
 
+    def start_after(self, checkpoint: int) -> None:
+        """New writes go to a segment numbered past every existing one and the checkpoint,
+        so replay (which skips segments below the checkpoint) always finds them."""
+        self.current = max(self.current, checkpoint + 1)
+
     def path(self, seq: int) -> Path:
         return self.dir / f"{seq:010d}{SUFFIX}"
 

@@ -1,0 +1,58 @@
+"""`/api/v1/admin`: storage maintenance on demand, and what the store holds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from hakon.api.auth import require, runtime_of
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
+
+
+class DamagedBlock(BaseModel):
+    block: str
+    file: str
+    error: str
+
+
+class StorageStats(BaseModel):
+    series: int = Field(description="Series known to the index.")
+    samples: int = Field(description="Raw samples stored, in blocks and in the head.")
+    head_samples: int
+    blocks: int = Field(description="Raw Parquet blocks.")
+    block_bytes: int = Field(description="Bytes of raw blocks on disk.")
+    rollup_blocks: int
+    rollup_bytes: int
+    wal_bytes: int
+    wal_replayed_samples: int = Field(description="Samples restored from the WAL at start.")
+    wal_replay_seconds: float
+    damaged: list[DamagedBlock] = Field(description="Blocks that could not be opened.")
+
+
+class FlushResult(BaseModel):
+    flushed_samples: int
+    merges: int
+    storage: StorageStats
+
+
+@router.get("/storage", response_model=StorageStats, summary="What the store holds")
+async def storage(request: Request) -> StorageStats:
+    return StorageStats(**runtime_of(request).store.stats())
+
+
+@router.post(
+    "/flush", response_model=FlushResult, summary="Cut the head into blocks and compact now"
+)
+async def flush(request: Request) -> FlushResult:
+    store = runtime_of(request).store
+
+    def run() -> tuple[int, int]:
+        return store.flush(), store.compact()
+
+    flushed, merges = await asyncio.to_thread(run)
+    return FlushResult(
+        flushed_samples=flushed, merges=merges, storage=StorageStats(**store.stats())
+    )

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from hakon.store.block import BlockFile, choose_scales, write_raw_block
+from hakon.store.compact import plan_compactions, plan_retention
+from hakon.store.interface import Samples
+from hakon.store.manifest import BlockMeta
+
+H = 3_600_000
+
+
+@given(
+    hnp.arrays(np.float64, st.integers(1, 300), elements=st.floats(allow_nan=True, width=64)),
+    st.integers(1, 5),
+)
+@settings(max_examples=200, deadline=None)
+def test_block_round_trip_is_bit_exact(tmp_path_factory, values, n_series) -> None:
+    n = len(values)
+    series = np.sort(np.arange(n) % n_series).astype(np.int64)
+    ts = np.arange(n, dtype=np.int64) * 15_000
+    order = np.lexsort((ts, series))
+    samples = Samples(series[order], ts[order], values)
+    path = tmp_path_factory.mktemp("b") / "b.parquet"
+    write_raw_block(samples, path, row_group_rows=64)
+    back = BlockFile.open(path).read_raw(None, 0, 2**62)
+    assert back.series.tolist() == samples.series.tolist()
+    assert back.timestamps.tolist() == samples.timestamps.tolist()
+    assert back.values.view(np.int64).tolist() == values.view(np.int64).tolist()
+
+
+def test_scales_pick_short_decimals_and_fall_back_to_floats() -> None:
+    series = np.zeros(6, dtype=np.int64)
+    values = np.array([1.0, 2.5, 3.25, 4.0, 5.0, 6.0])
+    assert choose_scales(series, values).tolist() == [2] * 6
+    weird = np.array([0.1 + 0.2, np.nan, -0.0, 7.0])
+    assert choose_scales(np.arange(4), weird).tolist() == [-1, -1, -1, 0]
+
+
+def test_selective_read_touches_only_needed_row_groups(tmp_path) -> None:
+    series = np.repeat(np.arange(100, dtype=np.int64), 50)
+    ts = np.tile(np.arange(50, dtype=np.int64) * 15_000, 100)
+    write_raw_block(Samples(series, ts, ts.astype(float)), tmp_path / "b.parquet", 500)
+    block = BlockFile.open(tmp_path / "b.parquet")
+    assert len(block.rg_min) == 10
+    assert block.row_groups_for(np.array([42], dtype=np.int64)) == [4]
+    got = block.read_raw(np.array([42], dtype=np.int64), 15_000, 30_000)
+    assert got.series.tolist() == [42, 42] and got.timestamps.tolist() == [15_000, 30_000]
+
+
+def meta(bid: str, part: int, seq: int, res: int = 0) -> BlockMeta:
+    return BlockMeta(bid, res, part, part, part + 1, 10, 100, f"blocks/{bid}", seq)
+
+
+@pytest.mark.parametrize(
+    ("blocks", "now", "expected"),
+    [
+        ([meta("a", 0, 1), meta("b", 0, 2)], 2 * H, []),  # open partition, few blocks
+        ([meta("a", 0, 1), meta("b", 0, 2)], 3 * H, [["a", "b"]]),  # closed
+        ([meta(str(i), 0, i) for i in range(4)], 1 * H, [["0", "1", "2", "3"]]),
+        ([meta("a", 0, 1), meta("b", 2 * H, 2)], 10 * H, []),  # one per partition
+        ([meta("a", 0, 1), meta("r", 0, 2, res=300_000)], 10 * H, []),  # rollups never merge
+    ],
+)
+def test_compaction_plan(blocks, now, expected) -> None:
+    plans = plan_compactions(blocks, now, 2 * H, min_blocks=4)
+    assert [[b.id for b in group] for group in plans] == expected
+
+
+def test_retention_plan_uses_each_resolutions_window() -> None:
+    blocks = [meta("raw", 0, 1), meta("r5", 0, 1, res=300_000), meta("new", 20 * H, 2)]
+    retention = {0: 10 * H, 300_000: 100 * H}
+    assert [b.id for b in plan_retention(blocks, 13 * H, 2 * H, retention)] == ["raw"]

@@ -1,0 +1,70 @@
+import pytest
+
+from hakon.store.index import SeriesIndex
+from hakon.store.labels import Matcher, canonical, series_id
+
+
+def test_series_id_is_stable_and_order_independent() -> None:
+    a = canonical({"__name__": "up", "job": "node", "instance": "a:9100"})
+    b = canonical([("instance", "a:9100"), ("job", "node"), ("__name__", "up")])
+    assert a == b
+    # Pinned: a changed id would orphan every stored series.
+    assert series_id(a) == series_id(b) == 7323424946777563153
+
+
+def test_label_boundaries_cannot_collide() -> None:
+    assert series_id(canonical({"a": "bc"})) != series_id(canonical({"ab": "c"}))
+    assert series_id(canonical({"a": "1:b2:cc"})) != series_id(canonical({"a": "1", "b": "cc"}))
+
+
+def test_empty_value_means_absent() -> None:
+    assert canonical({"__name__": "up", "env": ""}) == canonical({"__name__": "up"})
+
+
+SERIES = [
+    {"__name__": "cpu", "pod": "a", "ns": "prod"},
+    {"__name__": "cpu", "pod": "b", "ns": "dev"},
+    {"__name__": "cpu", "pod": "c"},
+    {"__name__": "mem", "pod": "a", "ns": "prod"},
+]
+
+
+@pytest.mark.parametrize(
+    ("matchers", "expected"),
+    [
+        ([("__name__", "=", "cpu")], [0, 1, 2]),
+        ([("__name__", "=", "cpu"), ("ns", "=", "prod")], [0]),
+        ([("__name__", "=", "cpu"), ("ns", "!=", "prod")], [1, 2]),
+        ([("__name__", "=", "cpu"), ("ns", "=", "")], [2]),
+        ([("__name__", "=", "cpu"), ("ns", "!=", "")], [0, 1]),
+        ([("__name__", "=~", "cpu|mem"), ("pod", "=", "a")], [0, 3]),
+        ([("__name__", "=~", "c.*")], [0, 1, 2]),
+        ([("__name__", "=~", "pu")], []),  # anchored
+        ([("__name__", "=", "cpu"), ("ns", "!~", "pr.*")], [1, 2]),
+        ([("__name__", "=", "cpu"), ("ns", "=~", "prod|")], [0, 2]),
+        ([("pod", "=", "a"), ("__name__", "!=", "cpu")], [3]),
+        ([("__name__", "=", "nope")], []),
+    ],
+)
+def test_matchers_follow_prometheus(matchers: list, expected: list[int]) -> None:
+    index = SeriesIndex()
+    label_sets = [canonical(s) for s in SERIES]
+    ids = [series_id(ls) for ls in label_sets]
+    index.add(ids, label_sets)
+    got = index.select([Matcher(*m) for m in matchers])
+    assert sorted(got) == sorted(ids[i] for i in expected)
+
+
+def test_bad_regex_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="invalid regex"):
+        Matcher("a", "=~", "(")
+
+
+def test_unknown_mask_covers_folded_and_recent_ids() -> None:
+    import numpy as np
+
+    index = SeriesIndex()
+    index.add(range(60_000), [(("__name__", f"m{i}"),) for i in range(60_000)])
+    index.add([70_000], [(("__name__", "x"),)])
+    mask = index.unknown(np.array([5, 59_999, 70_000, 80_000, -1], dtype=np.int64))
+    assert mask.tolist() == [False, False, False, True, True]
