@@ -12,11 +12,11 @@ from hakon.auth.tokens import TokenAuthority
 
 def test_storage_report_and_flush(tmp_path) -> None:
     import numpy as np
+    from serverproc import HakonProcess
 
     from hakon.store.catalog import Catalog
     from hakon.store.engine import Store
     from hakon.store.interface import SampleBatch
-    from serverproc import HakonProcess
 
     data = tmp_path / "data"
     # Samples written by an earlier process sit in the WAL; the server replays them.

@@ -23,7 +23,7 @@ def test_round_trip_keeps_bits() -> None:
 @given(st.binary(max_size=2000))
 @settings(max_examples=300)
 def test_decoder_never_crashes_on_arbitrary_bytes(data: bytes) -> None:
-    records, end, problem = decode_records(data)
+    _records, end, problem = decode_records(data)
     assert 0 <= end <= len(data)
     assert problem is not None or end == len(data)
 
@@ -33,7 +33,7 @@ def test_decoder_never_crashes_on_arbitrary_bytes(data: bytes) -> None:
 def test_any_torn_tail_keeps_exactly_the_whole_records(n: int, data) -> None:
     good = record(n, 1) + record(3, 2)
     cut = data.draw(st.integers(min_value=0, max_value=len(good) - 1))
-    records, end, problem = decode_records(good[:cut])
+    records, end, _problem = decode_records(good[:cut])
     whole = [r for r in (record(n, 1), record(3, 2))]
     assert end == (len(whole[0]) if cut >= len(whole[0]) else 0)
     assert len(records) == (1 if cut >= len(whole[0]) else 0)
