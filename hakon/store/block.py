@@ -3,11 +3,20 @@
 Layout (docs/format/blocks.md): rows sorted by (series, ts), one time
 partition per block, columns
 
-    series  int64   DELTA_BINARY_PACKED  (runs of one id: deltas of 0)
-    ts      int64   DELTA_BINARY_PACKED  (regular scrapes: near-constant deltas)
-    scale   int8    dictionary + RLE     (decimal exponent per row, -1 = raw float)
-    vint    int64   DELTA_BINARY_PACKED  (value * 10**scale, exact)
-    vfloat  float64 nullable, BYTE_STREAM_SPLIT (only where no exact scale exists)
+    series    int64   dictionary + RLE     (one run per series)
+    ts0       int64   nullable             (first timestamp of a series run, else null)
+    tsx       int64   DELTA_BINARY_PACKED  (stitched timestamps, see below)
+    scale     int8    dictionary + RLE     (decimal exponent per row, -1 = raw float)
+    v0        int64   nullable             (first scaled value of a series run, else null)
+    vx        int64   DELTA_BINARY_PACKED  (stitched scaled values)
+    vfloat    float64 nullable, BYTE_STREAM_SPLIT (only where no exact scale exists)
+
+"Stitched": the column is the running sum of each series' own deltas, with
+the delta at a series' first row replaced by its second row's delta. Parquet's
+delta encoding then sees only in-series changes; a jump between two series
+(a new hash id, a new counter magnitude) would otherwise widen a whole
+miniblock to 64 bits. A value is `first + (x[row] - x[first row])`, computed
+in wrapping int64 arithmetic, which is exact because the true difference fits.
 
 all zstd-compressed. Metric values are mostly integers or short decimals;
 stored as exact scaled integers they delta-encode to a few bits, while any
@@ -29,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hakon.store.interface import Samples
-from hakon.store.merge import EMPTY, ranges_for
+from hakon.store.merge import EMPTY
 
 MAX_SCALE = 9
 _POW10 = 10.0 ** np.arange(MAX_SCALE + 1)
@@ -38,12 +47,41 @@ _EXACT_LIMIT = float(2**53)
 RAW_SCHEMA = pa.schema(
     [
         ("series", pa.int64()),
-        ("ts", pa.int64()),
+        ("ts0", pa.int64()),
+        ("tsx", pa.int64()),
         ("scale", pa.int8()),
-        ("vint", pa.int64()),
+        ("v0", pa.int64()),
+        ("vx", pa.int64()),
         ("vfloat", pa.float64()),
     ]
 )
+RAW_COLUMNS = RAW_SCHEMA.names
+
+
+def run_starts(series: np.ndarray) -> np.ndarray:
+    starts = np.empty(len(series), dtype=bool)
+    if len(series):
+        starts[0] = True
+        np.not_equal(series[1:], series[:-1], out=starts[1:])
+    return starts
+
+
+def stitch(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Running sum of in-series deltas; a series' first delta copies its second."""
+    n = len(values)
+    if n == 0:
+        return values.astype(np.int64)
+    with np.errstate(over="ignore"):
+        d = np.empty(n, dtype=np.int64)
+        d[0] = 0
+        np.subtract(values[1:], values[:-1], out=d[1:])
+        first = np.flatnonzero(starts)
+        nxt = first + 1
+        ok = nxt < n
+        ok[ok] &= ~starts[nxt[ok]]
+        d[first] = 0
+        d[first[ok]] = d[nxt[ok]]
+        return np.cumsum(d, dtype=np.int64)
 
 
 def choose_scales(series: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -132,23 +170,24 @@ def write_parquet_atomically(
 
 
 RAW_ENCODINGS = {
-    "series": "DELTA_BINARY_PACKED",
-    "ts": "DELTA_BINARY_PACKED",
-    "vint": "DELTA_BINARY_PACKED",
+    "tsx": "DELTA_BINARY_PACKED",
+    "vx": "DELTA_BINARY_PACKED",
     "vfloat": "BYTE_STREAM_SPLIT",
 }
 
 
 def write_raw_block(samples: Samples, path: Path, row_group_rows: int) -> int:
     scale, vint, as_int = encode_values(samples.series, samples.values)
-    vfloat = pa.array(samples.values, mask=as_int)
+    starts = run_starts(samples.series)
     table = pa.table(
         [
             pa.array(samples.series),
-            pa.array(samples.timestamps),
+            pa.array(samples.timestamps, mask=~starts),
+            pa.array(stitch(samples.timestamps, starts)),
             pa.array(scale),
-            pa.array(vint),
-            vfloat,
+            pa.array(vint, mask=~starts),
+            pa.array(stitch(vint, starts)),
+            pa.array(samples.values, mask=as_int),
         ],
         schema=RAW_SCHEMA,
     )
@@ -214,14 +253,35 @@ class BlockFile:
         groups = self.row_groups_for(ids)
         if not groups:
             return EMPTY
-        table = self.read_table(groups, ["series", "ts", "scale", "vint", "vfloat"])
+        table = self.read_table(groups, RAW_COLUMNS)
         series = table.column("series").to_numpy()
-        ts = table.column("ts").to_numpy()
-        rows = ranges_for(series, ids) if ids is not None else np.arange(len(ts))
-        rows = rows[(ts[rows] >= start) & (ts[rows] <= end)]
+        if ids is None:
+            lo = np.flatnonzero(run_starts(series))
+            hi = np.append(lo[1:], len(series))
+        else:
+            lo = np.searchsorted(series, ids, side="left")
+            hi = np.searchsorted(series, ids, side="right")
+            hit = hi > lo
+            lo, hi = lo[hit], hi[hit]
+        if not len(lo):
+            return EMPTY
+        # Each selected series is read whole, so `lo` is its first row: rebuild only these rows.
+        lengths = hi - lo
+        run = np.repeat(np.arange(len(lo)), lengths)
+        rows = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        rows += np.arange(len(run))
+        tsx = table.column("tsx").to_numpy()
+        ts0 = table.column("ts0").take(pa.array(lo)).fill_null(0).to_numpy()
+        with np.errstate(over="ignore"):
+            ts = ts0[run] + (tsx[rows] - tsx[lo][run])
+        keep = (ts >= start) & (ts <= end)
+        rows, run, ts = rows[keep], run[keep], ts[keep]
         if not len(rows):
             return EMPTY
+        vx = table.column("vx").to_numpy()
+        v0 = table.column("v0").take(pa.array(lo)).fill_null(0).to_numpy()
+        with np.errstate(over="ignore"):
+            vint = v0[run] + (vx[rows] - vx[lo][run])
         scale = table.column("scale").to_numpy()[rows]
-        vint = table.column("vint").to_numpy()[rows]
-        vfloat = table.column("vfloat").to_numpy(zero_copy_only=False)[rows]
-        return Samples(series[rows], ts[rows], decode_values(scale, vint, vfloat))
+        vfloat = table.column("vfloat").take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        return Samples(series[rows], ts, decode_values(scale, vint, vfloat))
