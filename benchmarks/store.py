@@ -261,8 +261,11 @@ def bench_serve_replay(args: argparse.Namespace) -> None:
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert writer.stdout is not None
-    line = writer.stdout.readline()
-    assert line.startswith("filled"), line
+    for line in writer.stdout:  # skip the banner, wait for the WAL to be full
+        if line.startswith("filled"):
+            break
+    else:
+        raise RuntimeError("the WAL filler exited early")
     writer.kill()  # SIGKILL: the WAL is all there is
     writer.wait()
     writer.stdout.close()
@@ -287,7 +290,7 @@ def fill_wal(args: argparse.Namespace) -> None:
     written = 0
     k = 0
     while written < args.replay_samples:
-        for b in batches_for(ds, k, now - 3_600_000, 10_000):
+        for b in batches_for(ds, k, now - 6 * 3_600_000, 10_000):
             store.append(b)
             written += len(b)
         k += 1
