@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, field_validator
@@ -96,15 +96,18 @@ async def create_token(
         node_id=body.node_id,
         cluster_id=body.cluster_id,
     )
-    return TokenCreated(
-        token=token,
-        expires_at=utc_from_unix(claims.expires_at),
-        token_id=claims.token_id,
-        subject=claims.subject,
-        scopes=sorted(claims.scopes),
-        node_id=claims.node_id,
-        cluster_id=claims.cluster_id,
-    )
+    return TokenCreated(token=token, token_id=claims.token_id, **_describe(claims))
+
+
+def _describe(claims: TokenClaims) -> dict[str, Any]:
+    """The fields both the mint and the validate answers report about a token."""
+    return {
+        "subject": claims.subject,
+        "scopes": sorted(claims.scopes),
+        "node_id": claims.node_id,
+        "cluster_id": claims.cluster_id,
+        "expires_at": utc_from_unix(claims.expires_at),
+    }
 
 
 def _default_subject(body: TokenCreate) -> str | None:
@@ -127,14 +130,7 @@ async def validate_token(
         claims = runtime_of(request).authority.verify(body.token)
     except InvalidToken as exc:
         return TokenValidation(valid=False, reason=exc.reason)
-    return TokenValidation(
-        valid=True,
-        subject=claims.subject,
-        scopes=sorted(claims.scopes),
-        node_id=claims.node_id,
-        cluster_id=claims.cluster_id,
-        expires_at=utc_from_unix(claims.expires_at),
-    )
+    return TokenValidation(valid=True, **_describe(claims))
 
 
 @router.post(
