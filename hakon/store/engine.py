@@ -122,7 +122,7 @@ class Store:
             self.head.insert(record.series, record.timestamps, record.values, time.time())
             self.wal_replayed_samples += len(record.timestamps)
         self.wal_replay_seconds = time.perf_counter() - started
-        self.head.seal_pending()
+        self._wake.set()  # the maintenance thread sorts the replayed head in the background
         for target, name in ((self._writer_loop, "wal-writer"), (self._maintain, "maintenance")):
             thread = threading.Thread(target=target, name=f"hakon-{name}", daemon=True)
             thread.start()

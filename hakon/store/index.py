@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import xxhash
 
 from hakon.store.labels import Labels, Matcher
 
@@ -23,6 +24,9 @@ class SeriesIndex:
         self._sorted_ids = np.empty(0, dtype=np.int64)
         self._recent: set[int] = set()
         self._lock = threading.Lock()
+        # Digests of id arrays already found fully known: agents send the same series
+        # every scrape, so most batches are answered by one hash of their id bytes.
+        self._known_sets: dict[bytes, None] = {}
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -54,6 +58,17 @@ class SeriesIndex:
 
     def unknown(self, ids: np.ndarray) -> np.ndarray:
         """Boolean mask of the ids not yet in the index (vectorized for the hot path)."""
+        digest = xxhash.xxh3_128_digest(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+        if digest in self._known_sets:
+            return np.zeros(len(ids), dtype=bool)
+        missing = self._unknown(ids)
+        if not missing.any():
+            if len(self._known_sets) >= 65_536:
+                self._known_sets.pop(next(iter(self._known_sets)))
+            self._known_sets[digest] = None
+        return missing
+
+    def _unknown(self, ids: np.ndarray) -> np.ndarray:
         known = self._sorted_ids
         if len(known):
             pos = np.searchsorted(known, ids)

@@ -20,7 +20,9 @@ from hakon.store.catalog import Catalog
 from hakon.store.labels import Labels
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS series (id BIGINT PRIMARY KEY, labels VARCHAR NOT NULL)",
+    # No primary key: its in-memory index would cost ~100 B per series, and the one
+    # writer thread only inserts ids the series index does not know yet.
+    "CREATE TABLE IF NOT EXISTS series (id BIGINT NOT NULL, labels VARCHAR NOT NULL)",
     "CREATE TABLE IF NOT EXISTS blocks ("
     " id VARCHAR PRIMARY KEY, resolution_ms BIGINT NOT NULL, partition_start BIGINT NOT NULL,"
     " min_ts BIGINT NOT NULL, max_ts BIGINT NOT NULL, rows BIGINT NOT NULL,"
@@ -55,11 +57,11 @@ class Manifest:
         )
         with self.catalog.transaction() as con:
             con.register("new_series", table)
-            con.execute("INSERT OR IGNORE INTO series SELECT id, labels FROM new_series")
+            con.execute("INSERT INTO series SELECT id, labels FROM new_series")
             con.unregister("new_series")
 
     def load_series(self) -> tuple[list[int], list[Labels]]:
-        rows = self.catalog.fetchall("SELECT id, labels FROM series")
+        rows = self.catalog.fetchall("SELECT id, any_value(labels) FROM series GROUP BY id")
         return [r[0] for r in rows], [tuple(map(tuple, _decode(r[1]))) for r in rows]
 
     def blocks(self) -> list[BlockMeta]:

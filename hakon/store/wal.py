@@ -12,13 +12,17 @@ Record layout (little endian), documented in docs/format/wal.md:
 Samples are stored raw (24 bytes each): the log lives only until the next
 flush, and raw arrays write, checksum and replay at memory speed.
 
-One writer owns the open segment. A torn or corrupt tail (a crash mid-write)
-is found on replay by a short read, a bad magic or a checksum mismatch; the
-segment is cut at the last good record and everything before it is replayed.
+One writer owns the open segment. Segments are preallocated (zero-filled) so
+that an fdatasync never has to persist a new file size. A torn or corrupt
+tail (a crash mid-write) is found on replay by a short read, a bad magic or a
+checksum mismatch; the segment is cut at the last good record and everything
+before it is replayed. Zeros after the last record are the unused
+preallocation, not damage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -124,11 +128,12 @@ class Wal:
             path = self.path(seq)
             data = path.read_bytes()
             records, good, problem = decode_records(data)
-            if problem is not None:
+            if problem is not None and not _all_zero(data, good):
                 log.warning(
                     "WAL segment %s: %s at byte %d of %d; cutting it there (%d records kept)",
                     path.name, problem, good, len(data), len(records),
                 )  # fmt: skip
+            if problem is not None:
                 with open(path, "r+b") as f:
                     f.truncate(good)
                     os.fsync(f.fileno())
@@ -142,9 +147,11 @@ class Wal:
         data = b"".join(records) if len(records) > 1 else records[0]
         view = memoryview(data)
         try:
+            offset = self._written
             while view:
-                n = os.write(self._fd, view)
+                n = os.pwrite(self._fd, view, offset)
                 view = view[n:]
+                offset += n
             os.fdatasync(self._fd)
         except OSError:
             # Cut what part of the record got out, so later records follow a good one.
@@ -166,8 +173,13 @@ class Wal:
         if self._fd is not None:
             self._close_current()
             self.current += 1
-        self._fd = os.open(self.path(self.current), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._written = os.fstat(self._fd).st_size
+        path = self.path(self.current)
+        existed = path.exists()
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self._written = os.fstat(self._fd).st_size if existed else 0
+        if not existed:
+            with contextlib.suppress(OSError):  # an optimization only
+                os.posix_fallocate(self._fd, 0, self.segment_bytes)
         dir_fd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -176,6 +188,8 @@ class Wal:
 
     def _close_current(self) -> None:
         if self._fd is not None:
+            with contextlib.suppress(OSError):  # drop the unused preallocation
+                os.ftruncate(self._fd, self._written)
             os.close(self._fd)
             self._fd = None
             self._written = 0
@@ -186,7 +200,18 @@ class Wal:
                 self.path(s).unlink(missing_ok=True)
 
     def size_bytes(self) -> int:
-        return sum(self.path(s).stat().st_size for s in self.segments() if self.path(s).exists())
+        """Bytes of WAL records (the open segment's preallocation not counted)."""
+        total = 0
+        for s in self.segments():
+            if s == self.current and self._fd is not None:
+                total += self._written
+            elif self.path(s).exists():
+                total += self.path(s).stat().st_size
+        return total
 
     def close(self) -> None:
         self._close_current()
+
+
+def _all_zero(data: bytes, start: int) -> bool:
+    return data.count(0, start) == len(data) - start
