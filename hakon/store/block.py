@@ -1,32 +1,32 @@
 """Immutable Parquet blocks: writing, opening, and selective reads.
 
 Layout (docs/format/blocks.md): rows sorted by (series, ts), one time
-partition per block, columns
+partition per block, zstd-compressed row columns
 
-    series    int64   dictionary + RLE     (one run per series)
-    ts0       int64   nullable             (first timestamp of a series run, else null)
-    tsx       int64   DELTA_BINARY_PACKED  (stitched timestamps, see below)
-    scale     int8    dictionary + RLE     (decimal exponent per row, -1 = raw float)
-    v0        int64   nullable             (first scaled value of a series run, else null)
-    step      int64   dictionary + RLE     (GCD of a series run's value changes)
-    vx        int64   DELTA_BINARY_PACKED  (stitched (value - v0) / step)
-    vfloat    float64 nullable, BYTE_STREAM_SPLIT (only where no exact scale exists)
+    tsx     int64   DELTA_BINARY_PACKED  stitched timestamps (see below)
+    vx      int64   DELTA_BINARY_PACKED  stitched (scaled value - v0) / step
+    vfloat  float64 nullable, BYTE_STREAM_SPLIT: the raw float where no exact scale exists
+
+and a directory in the footer (key `hakon:directory`, an Arrow IPC stream)
+with one entry per series: id, first row, rows, first and last timestamp,
+first scaled value `v0`, `step`, decimal `scale`, and whether it has raw-float
+rows. Reads look series up in the directory, decode only the row groups
+their rows lie in and only two or three columns: every column read costs
+about the same per row, so per-series facts do not belong in row columns.
+
+Metric values are mostly integers or short decimals; stored as exact scaled
+integers (value * 10**scale) they delta-encode to a few bits, while any value
+that does not round-trip bit for bit (NaN, ±Inf, -0.0, long fractions) keeps
+its raw float. Many gauges move in fixed quanta (memory in 4 KiB pages), so
+each series' changes are divided by their GCD, `step`.
 
 "Stitched": the column is the running sum of each series' own deltas, with
 the delta at a series' first row replaced by its second row's delta. Parquet's
 delta encoding then sees only in-series changes; a jump between two series
-(a new hash id, a new counter magnitude) would otherwise widen a whole
-miniblock to 64 bits. A value is `first + (x[row] - x[first row]) * step`, computed
-in wrapping int64 arithmetic, which is exact because the true difference fits.
-`step` is the GCD of a series' changes: memory gauges move in 4 KiB pages,
-and dividing by the page saves 12 bits a sample.
-
-all zstd-compressed. Metric values are mostly integers or short decimals;
-stored as exact scaled integers they delta-encode to a few bits, while any
-value that does not round-trip bit for bit (NaN, ±Inf, long fractions) is
-kept as a raw float. Small row groups carry min/max statistics on `series`,
-which the reader keeps in memory to read only the row groups holding the
-series it was asked for.
+(a new counter magnitude, another time origin) would otherwise widen a whole
+miniblock of 32 values to 64 bits. A value is `first + (x[row] - x[first
+row]) * step`, in wrapping int64 arithmetic, exact because the true
+difference fits.
 """
 
 from __future__ import annotations
@@ -47,16 +47,19 @@ MAX_SCALE = 9
 _POW10 = 10.0 ** np.arange(MAX_SCALE + 1)
 _EXACT_LIMIT = float(2**53)
 
-RAW_SCHEMA = pa.schema(
+RAW_SCHEMA = pa.schema([("tsx", pa.int64()), ("vx", pa.int64()), ("vfloat", pa.float64())])
+DIRECTORY_KEY = b"hakon:directory"
+DIRECTORY_SCHEMA = pa.schema(
     [
         ("series", pa.int64()),
-        ("ts0", pa.int64()),
-        ("tsx", pa.int64()),
-        ("scale", pa.int8()),
+        ("start", pa.int64()),
+        ("rows", pa.int64()),
+        ("ts_first", pa.int64()),
+        ("ts_last", pa.int64()),
         ("v0", pa.int64()),
         ("step", pa.int64()),
-        ("vx", pa.int64()),
-        ("vfloat", pa.float64()),
+        ("scale", pa.int8()),
+        ("has_float", pa.bool_()),
     ]
 )
 RAW_COLUMNS = RAW_SCHEMA.names
@@ -205,36 +208,78 @@ def write_raw_block(samples: Samples, path: Path, row_group_rows: int) -> int:
     scale, vint, as_int = encode_values(samples.series, samples.values)
     starts = run_starts(samples.series)
     step, quotient = factor_steps(vint, as_int, starts)
+    first = np.flatnonzero(starts)
+    rows = np.diff(np.append(first, len(starts)))
+    last = first + rows - 1
+    directory = pa.table(
+        [
+            pa.array(samples.series[first]),
+            pa.array(first.astype(np.int64)),
+            pa.array(rows.astype(np.int64)),
+            pa.array(samples.timestamps[first]),
+            pa.array(samples.timestamps[last]),
+            pa.array(vint[first]),
+            pa.array(step[first]),
+            pa.array(np.maximum.reduceat(scale, first) if len(first) else scale),
+            pa.array(np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int),
+        ],
+        schema=DIRECTORY_SCHEMA,
+    )
     table = pa.table(
         [
-            pa.array(samples.series),
-            pa.array(samples.timestamps, mask=~starts),
             pa.array(stitch(samples.timestamps, starts)),
-            pa.array(scale),
-            pa.array(vint, mask=~starts),
-            pa.array(step),
             pa.array(stitch(quotient, starts)),
             pa.array(samples.values, mask=as_int),
         ],
-        schema=RAW_SCHEMA,
+        schema=RAW_SCHEMA.with_metadata({DIRECTORY_KEY: _ipc_bytes(directory)}),
     )
     return write_parquet_atomically(table, path, row_group_rows, RAW_ENCODINGS)
 
 
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Per-series facts of a raw block, as numpy arrays sorted by series id."""
+
+    series: np.ndarray
+    start: np.ndarray
+    rows: np.ndarray
+    ts_first: np.ndarray
+    ts_last: np.ndarray
+    v0: np.ndarray
+    step: np.ndarray
+    scale: np.ndarray
+    has_float: np.ndarray
+
+    @classmethod
+    def parse(cls, data: bytes) -> Directory:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        return cls(**{name: table.column(name).to_numpy() for name in DIRECTORY_SCHEMA.names})
+
+
 @dataclass
 class BlockFile:
-    """An open Parquet block with its row-group index on `series`.
+    """An open Parquet block: its row-group layout and, for raw blocks, its directory.
 
-    The file handle stays open for the object's lifetime, so a reader holding
-    a snapshot can finish even after compaction has unlinked the file.
+    Rollup blocks carry a `series` column whose row-group min/max statistics
+    index them. The file handle stays open for the object's lifetime, so a
+    reader holding a snapshot can finish after compaction unlinked the file.
     """
 
     path: Path
     handle: pa.NativeFile
     file: pq.ParquetFile
+    rg_offsets: np.ndarray  # first row of each row group, plus the total
     rg_min: np.ndarray
     rg_max: np.ndarray
-    rg_rows: np.ndarray
+    directory: Directory | None
     lock: threading.Lock
 
     @classmethod
@@ -242,77 +287,111 @@ class BlockFile:
         handle = pa.memory_map(str(path), "r")
         pf = pq.ParquetFile(handle)
         meta = pf.metadata
+        rows = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        offsets = np.concatenate(([0], np.cumsum(rows, dtype=np.int64)))
+        kv = pf.schema_arrow.metadata or {}
+        directory = Directory.parse(kv[DIRECTORY_KEY]) if DIRECTORY_KEY in kv else None
+        mins, maxs = [], []
         col = pf.schema_arrow.get_field_index("series")
-        mins, maxs, rows = [], [], []
-        for i in range(meta.num_row_groups):
-            rg = meta.row_group(i)
-            stats = rg.column(col).statistics
-            mins.append(stats.min if stats is not None and stats.has_min_max else -(2**63))
-            maxs.append(stats.max if stats is not None and stats.has_min_max else 2**63 - 1)
-            rows.append(rg.num_rows)
+        if col >= 0:
+            for i in range(meta.num_row_groups):
+                stats = meta.row_group(i).column(col).statistics
+                has = stats is not None and stats.has_min_max
+                mins.append(stats.min if has else -(2**63))
+                maxs.append(stats.max if has else 2**63 - 1)
         return cls(
             path,
             handle,
             pf,
+            offsets,
             np.array(mins, dtype=np.int64),
             np.array(maxs, dtype=np.int64),
-            np.array(rows, dtype=np.int64),
+            directory,
             threading.Lock(),
         )
 
     @property
     def num_rows(self) -> int:
-        return int(self.rg_rows.sum())
+        return int(self.rg_offsets[-1])
 
-    def row_groups_for(self, ids: np.ndarray) -> list[int]:
-        """Row groups whose series range holds at least one of the sorted `ids`."""
+    def row_groups_for(self, ids: np.ndarray | None) -> list[int]:
+        """Row groups whose `series` statistics admit one of the sorted `ids` (rollups)."""
         if ids is None:
-            return list(range(len(self.rg_min)))
+            return list(range(len(self.rg_offsets) - 1))
         lo = np.searchsorted(ids, self.rg_min, side="left")
         hi = np.searchsorted(ids, self.rg_max, side="right")
         return np.flatnonzero(hi > lo).tolist()
 
     def read_table(self, row_groups: list[int], columns: list[str]) -> pa.Table:
         with self.lock:
-            # Decoding dominates (about 30 ns a row); threads split it across cores.
+            # Decoding dominates (a few ns a row and column); threads split it across cores.
             return self.file.read_row_groups(
                 row_groups, columns=columns, use_threads=len(row_groups) > 4
             )
 
-    def read_raw(self, ids: np.ndarray | None, start: int, end: int) -> Samples:
-        groups = self.row_groups_for(ids)
-        if not groups:
-            return EMPTY
-        table = self.read_table(groups, RAW_COLUMNS)
-        series = table.column("series").to_numpy()
+    def _runs(self, ids: np.ndarray | None, start: int, end: int) -> np.ndarray:
+        """Directory entries of the sorted `ids` with samples in [start, end]."""
+        d = self.directory
+        assert d is not None, "not a raw block"
         if ids is None:
-            lo = np.flatnonzero(run_starts(series))
-            hi = np.append(lo[1:], len(series))
+            runs = np.arange(len(d.series))
         else:
-            lo = np.searchsorted(series, ids, side="left")
-            hi = np.searchsorted(series, ids, side="right")
-            hit = hi > lo
-            lo, hi = lo[hit], hi[hit]
-        if not len(lo):
+            pos = np.searchsorted(d.series, ids)
+            inside = pos < len(d.series)
+            pos = pos[inside]
+            runs = pos[d.series[pos] == ids[inside]]
+        return runs[(d.ts_last[runs] >= start) & (d.ts_first[runs] <= end)]
+
+    def _row_groups(self, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The row groups holding the runs' rows, and the group of each run's first row."""
+        assert self.directory is not None
+        first = self.directory.start[runs]
+        last = first + self.directory.rows[runs] - 1
+        rg_lo = np.searchsorted(self.rg_offsets, first, side="right") - 1
+        rg_hi = np.searchsorted(self.rg_offsets, last, side="right") - 1
+        spans = [np.arange(a, b + 1) for a, b in zip(rg_lo.tolist(), rg_hi.tolist(), strict=True)]
+        return np.unique(np.concatenate(spans)) if spans else rg_lo, rg_lo
+
+    def raw_row_groups(self, ids: np.ndarray | None, start: int, end: int) -> list[int]:
+        return self._row_groups(self._runs(ids, start, end))[0].tolist()
+
+    def read_raw(self, ids: np.ndarray | None, start: int, end: int) -> Samples:
+        d = self.directory
+        assert d is not None, "not a raw block"
+        runs = self._runs(ids, start, end)
+        if not len(runs):
             return EMPTY
-        # Each selected series is read whole, so `lo` is its first row: rebuild only these rows.
-        lengths = hi - lo
-        run = np.repeat(np.arange(len(lo)), lengths)
-        rows = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        rows += np.arange(len(run))
+        first, count = d.start[runs], d.rows[runs]
+        needed, rg_lo = self._row_groups(runs)
+        sizes = np.diff(self.rg_offsets)[needed]
+        local_base = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        shift = np.zeros(len(self.rg_offsets), dtype=np.int64)
+        shift[needed] = local_base - self.rg_offsets[needed]
+        any_float = bool(d.has_float[runs].any())
+        columns = ["tsx", "vx", "vfloat"] if any_float else ["tsx", "vx"]
+        table = self.read_table(needed.tolist(), columns)
+        # Global rows of each run, then their positions in the table.
+        run_of = np.repeat(np.arange(len(runs)), count)
+        rows = np.repeat(first - np.concatenate(([0], np.cumsum(count)[:-1])), count)
+        rows += np.arange(len(run_of))
+        rg_of = np.searchsorted(self.rg_offsets, rows, side="right") - 1
+        local = rows + shift[rg_of]
+        first_local = first + shift[rg_lo]
         tsx = table.column("tsx").to_numpy()
-        ts0 = table.column("ts0").take(pa.array(lo)).fill_null(0).to_numpy()
         with np.errstate(over="ignore"):
-            ts = ts0[run] + (tsx[rows] - tsx[lo][run])
+            ts = d.ts_first[runs][run_of] + (tsx[local] - tsx[first_local][run_of])
         keep = (ts >= start) & (ts <= end)
-        rows, run, ts = rows[keep], run[keep], ts[keep]
-        if not len(rows):
+        local, run_of, ts = local[keep], run_of[keep], ts[keep]
+        if not len(local):
             return EMPTY
         vx = table.column("vx").to_numpy()
-        v0 = table.column("v0").take(pa.array(lo)).fill_null(0).to_numpy()
-        step = table.column("step").take(pa.array(lo)).to_numpy()
+        r = runs[run_of]
         with np.errstate(over="ignore"):
-            vint = v0[run] + (vx[rows] - vx[lo][run]) * step[run]
-        scale = table.column("scale").to_numpy()[rows]
-        vfloat = table.column("vfloat").take(pa.array(rows)).to_numpy(zero_copy_only=False)
-        return Samples(series[rows], ts, decode_values(scale, vint, vfloat))
+            vint = d.v0[r] + (vx[local] - vx[first_local][run_of]) * d.step[r]
+        values = vint / _POW10[np.clip(d.scale[r], 0, None)]
+        if any_float:
+            vfloat = table.column("vfloat").take(pa.array(local))
+            raw = ~np.asarray(vfloat.is_null().to_numpy(zero_copy_only=False))
+            if raw.any():
+                values[raw] = vfloat.to_numpy(zero_copy_only=False)[raw]
+        return Samples(d.series[r], ts, values)

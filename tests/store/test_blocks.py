@@ -44,8 +44,12 @@ def test_selective_read_touches_only_needed_row_groups(tmp_path) -> None:
     ts = np.tile(np.arange(50, dtype=np.int64) * 15_000, 100)
     write_raw_block(Samples(series, ts, ts.astype(float)), tmp_path / "b.parquet", 500)
     block = BlockFile.open(tmp_path / "b.parquet")
-    assert len(block.rg_min) == 10
-    assert block.row_groups_for(np.array([42], dtype=np.int64)) == [4]
+    assert len(block.rg_offsets) == 11
+    assert block.raw_row_groups(np.array([42], dtype=np.int64), 0, 10**9) == [4]
+    assert block.raw_row_groups(np.array([42], dtype=np.int64), 10**9, 2 * 10**9) == []
+    assert block.raw_row_groups(np.array([9, 10], dtype=np.int64), 0, 10**9) == [0, 1]
+    assert block.raw_row_groups(np.array([1000], dtype=np.int64), 0, 10**9) == []
+    assert block.raw_row_groups(np.array([-5, 3, 7000], dtype=np.int64), 0, 10**9) == [0]
     got = block.read_raw(np.array([42], dtype=np.int64), 15_000, 30_000)
     assert got.series.tolist() == [42, 42] and got.timestamps.tolist() == [15_000, 30_000]
 
