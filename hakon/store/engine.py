@@ -4,11 +4,16 @@ Threads and ownership (docs/format/wal.md has the durability argument):
 
 - the *writer* thread owns the WAL and the head. Appenders queue their batch
   and wait; the writer takes everything queued, registers new series in the
-  catalog, writes one WAL record, fsyncs once for the whole group, inserts
-  into the head, then wakes every appender of the group (group commit).
-  Flush starts with a head swap that runs on this thread too, so a sample is
-  in exactly one head and its WAL segment is older than the swap iff it is in
-  the frozen head.
+  catalog, writes one WAL record and hands the group, with the head it
+  belongs to, to the *syncer* thread, then goes on with the next group.
+- the *syncer* takes every group handed over, fsyncs once for all of them
+  (group commit, overlapped with the writer's next write), inserts them into
+  their heads in WAL order and wakes their appenders. If the fsync fails,
+  everything written since the last good fsync is cut from the WAL and every
+  pending append fails: nothing is acknowledged that is not durable.
+- flush starts with a head swap that runs on the writer thread once the
+  syncer has drained, so a sample is in exactly one head, and its WAL
+  segment is older than the swap iff it is in the frozen head.
 - the *maintenance* thread sorts sealed head chunks, flushes the head when it
   is big or old, merges blocks and applies retention.
 - readers take a snapshot (block list, frozen heads, head) under a short lock;
@@ -103,6 +108,11 @@ class Store:
         self._cond = threading.Condition()
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self._sync_cond = threading.Condition()
+        self._syncq: list[tuple[list[tuple[SampleBatch, Future[Any]]], Head, Any, Any, Any]] = []
+        self._syncing = False
+        self._sync_stop = False
+        self._synced_offset = 0
         self._seq = 0
         self.damaged: list[dict[str, str]] = []
         self.wal_replay_seconds = 0.0
@@ -123,7 +133,9 @@ class Store:
             self.wal_replayed_samples += len(record.timestamps)
         self.wal_replay_seconds = time.perf_counter() - started
         self._wake.set()  # the maintenance thread sorts the replayed head in the background
-        for target, name in ((self._writer_loop, "wal-writer"), (self._maintain, "maintenance")):
+        threads = ((self._writer_loop, "wal-writer"), (self._syncer_loop, "wal-syncer"),
+                   (self._maintain, "maintenance"))  # fmt: skip
+        for target, name in threads:
             thread = threading.Thread(target=target, name=f"hakon-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -150,8 +162,13 @@ class Store:
             self._stopping = True
             self._cond.notify_all()
         self._wake.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
+        writer, syncer, maintenance = self._threads
+        writer.join(timeout=30)
+        with self._sync_cond:
+            self._sync_stop = True
+            self._sync_cond.notify_all()
+        syncer.join(timeout=30)
+        maintenance.join(timeout=30)
         self.wal.close()
 
     # -- writes --------------------------------------------------------------------
@@ -221,14 +238,15 @@ class Store:
             if group:
                 self._commit_group(group)
 
-    @staticmethod
-    def _run_control(fn: Callable[[], Any], future: Future[Any]) -> None:
+    def _run_control(self, fn: Callable[[], Any], future: Future[Any]) -> None:
         try:
+            self._drain_syncer()
             future.set_result(fn())
         except BaseException as exc:
             future.set_exception(exc)
 
     def _commit_group(self, group: list[tuple[SampleBatch, Future[Any]]]) -> None:
+        """Register, encode and write one group; the syncer makes it durable and visible."""
         try:
             self._register_series([b for b, _ in group])
             batches = [b for b, _ in group]
@@ -242,23 +260,62 @@ class Store:
                 series = np.concatenate([b.sample_series for b in batches])
                 ts = np.concatenate([b.timestamps for b in batches])
                 values = np.concatenate([b.values for b in batches])
-            self.wal.write([encode_samples(series, ts, values)])
-            self.head.insert(series, ts, values, time.time())
-        except OSError as exc:
-            error: BaseException = exc
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                error = InsufficientStorage("no space left on the storage device; retry later")
-            log.error("append failed: %s", exc)
+            record = encode_samples(series, ts, values)
+            if self.wal.needs_segment():
+                self._drain_syncer()  # the syncer must not fsync a segment being closed
+                self._synced_offset = 0
+            with self._sync_cond:
+                self.wal.append(record)
+                self._syncq.append((group, self.head, series, ts, values))
+                self._sync_cond.notify_all()
+        except BaseException as exc:
+            self._fail([group], exc)
+
+    def _drain_syncer(self) -> None:
+        with self._sync_cond:
+            while self._syncq or self._syncing:
+                self._sync_cond.wait()
+
+    def _syncer_loop(self) -> None:
+        while True:
+            with self._sync_cond:
+                while not self._syncq and not self._sync_stop:
+                    self._sync_cond.wait()
+                if not self._syncq:
+                    return
+                items, self._syncq = self._syncq, []
+                self._syncing = True
+                upto = self.wal.written
+            try:
+                self.wal.sync()
+            except OSError as exc:
+                with self._sync_cond:
+                    self.wal.cut_unsynced(self._synced_offset)
+                    items += self._syncq
+                    self._syncq = []
+                    self._syncing = False
+                    self._sync_cond.notify_all()
+                self._fail([group for group, *_ in items], exc)
+                continue
+            self._synced_offset = upto
+            now = time.time()
+            for group, head, series, ts, values in items:
+                head.insert(series, ts, values, now)
+                for _, future in group:
+                    future.set_result(None)
+            with self._sync_cond:
+                self._syncing = False
+                self._sync_cond.notify_all()
+
+    @staticmethod
+    def _fail(groups: list[list[tuple[SampleBatch, Future[Any]]]], exc: BaseException) -> None:
+        error = exc
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            error = InsufficientStorage("no space left on the storage device; retry later")
+        log.error("append failed: %s", exc)
+        for group in groups:
             for _, future in group:
                 future.set_exception(error)
-            return
-        except BaseException as exc:
-            log.exception("append failed")
-            for _, future in group:
-                future.set_exception(exc)
-            return
-        for _, future in group:
-            future.set_result(None)
 
     def _register_series(self, batches: Sequence[SampleBatch]) -> None:
         new_ids: list[int] = []

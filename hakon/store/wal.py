@@ -139,29 +139,57 @@ class Wal:
                     os.fsync(f.fileno())
             yield from records
 
-    def write(self, records: list[bytes]) -> None:
-        """Write records to the open segment and fdatasync once."""
-        if self._fd is None or self._written >= self.segment_bytes:
+    def needs_segment(self) -> bool:
+        """Whether the next append opens a new segment (the caller drains syncs first)."""
+        return self._fd is None or self._written >= self.segment_bytes
+
+    def append(self, data: bytes) -> int:
+        """Write one encoded record without syncing; returns the offset after it."""
+        if self.needs_segment():
             self._open_next()
         assert self._fd is not None
-        data = b"".join(records) if len(records) > 1 else records[0]
         view = memoryview(data)
+        offset = self._written
         try:
-            offset = self._written
             while view:
                 n = os.pwrite(self._fd, view, offset)
                 view = view[n:]
                 offset += n
-            os.fdatasync(self._fd)
         except OSError:
             # Cut what part of the record got out, so later records follow a good one.
-            try:
-                os.ftruncate(self._fd, self._written)
-            except OSError:
-                self._close_current()
-                self.current += 1
+            self.cut_unsynced(self._written)
             raise
-        self._written += len(data)
+        self._written = offset
+        return offset
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    def sync(self) -> None:
+        """fdatasync the open segment: every record appended before this call is durable."""
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+
+    def cut_unsynced(self, offset: int) -> None:
+        """Drop everything after `offset` in the open segment (after a failed write or sync)."""
+        try:
+            assert self._fd is not None
+            os.ftruncate(self._fd, offset)
+            self._written = offset
+        except OSError:
+            self._close_current()
+            self.current += 1
+
+    def write(self, records: list[bytes]) -> None:
+        """Append records and fdatasync once (for callers without a sync thread)."""
+        before = self._written if self._fd is not None else 0
+        self.append(b"".join(records))
+        try:
+            self.sync()
+        except OSError:
+            self.cut_unsynced(before)
+            raise
 
     def rotate(self) -> int:
         """Close the open segment; later writes go to a new one. Returns the new number."""

@@ -66,3 +66,48 @@ def test_readers_see_consistent_snapshots(tmp_path) -> None:
     finally:
         store.close()
         catalog.close()
+
+
+def test_failed_fsync_acknowledges_nothing_it_could_not_persist(tmp_path, monkeypatch) -> None:
+    import errno
+    import os
+
+    import pytest
+
+    from hakon.errors import InsufficientStorage
+
+    catalog = Catalog.open_in(tmp_path)
+    store = Store(tmp_path, catalog, StoreOptions(maintenance_interval_s=3600)).open()
+    base = int(time.time() * 1000) - 60_000
+    labels = [{"__name__": "f", "i": str(i)} for i in range(3)]
+
+    def batch(n: int) -> SampleBatch:
+        return SampleBatch.from_series(labels, range(3), [base + n] * 3, [float(n)] * 3)
+
+    store.append(batch(1))
+    real = os.fdatasync
+    calls = {"n": 0}
+
+    def failing(fd: int) -> None:
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(InsufficientStorage):
+        store.append(batch(2))
+    assert calls["n"] == 1
+    monkeypatch.setattr(os, "fdatasync", real)
+    store.append(batch(3))  # the disk is back: appends work again
+    ids = batch(1).series_ids
+    assert sorted(set(store.read(ids, base, base + 10).timestamps.tolist())) == [base + 1, base + 3]
+    store.close()
+    catalog.close()
+    catalog = Catalog.open_in(tmp_path)
+    reopened = Store(tmp_path, catalog).open()
+    try:  # the failed batch is not in the WAL either
+        got = reopened.read(ids, base, base + 10)
+        assert sorted(set(got.timestamps.tolist())) == [base + 1, base + 3]
+        assert len(got) == 6
+    finally:
+        reopened.close()
+        catalog.close()
