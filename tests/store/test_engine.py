@@ -1,0 +1,77 @@
+"""Engine behaviour beyond the model test: labels API, retention, bad batches."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hakon.errors import InvalidRequest
+from hakon.store.catalog import Catalog
+from hakon.store.engine import HOUR_MS, Store, StoreOptions
+from hakon.store.interface import RAW, SampleBatch
+from hakon.store.labels import Matcher
+
+
+@pytest.fixture
+def store(tmp_path):
+    catalog = Catalog.open_in(tmp_path)
+    s = Store(tmp_path, catalog, StoreOptions(maintenance_interval_s=3600)).open()
+    yield s
+    s.close()
+    catalog.close()
+
+
+NOW = int(time.time() * 1000)
+LABELS = [
+    {"__name__": "cpu", "ns": "prod", "pod": "a"},
+    {"__name__": "cpu", "ns": "dev", "pod": "b"},
+    {"__name__": "mem", "ns": "prod", "pod": "a", "container": "app"},
+]
+
+
+def test_label_names_and_values_follow_matchers(store: Store) -> None:
+    store.append(SampleBatch.from_series(LABELS, [0, 1, 2], [NOW - 1000] * 3, [1, 2, 3]))
+    assert store.label_names() == ["__name__", "container", "ns", "pod"]
+    assert store.label_names([Matcher("__name__", "=", "cpu")]) == ["__name__", "ns", "pod"]
+    assert store.label_values("ns") == ["dev", "prod"]
+    assert store.label_values("pod", [Matcher("ns", "=", "prod")]) == ["a"]
+    assert store.label_values("__name__", [Matcher("pod", "=~", "a|b")]) == ["cpu", "mem"]
+    assert store.label_values("nope") == []
+
+
+def test_retention_removes_whole_blocks_per_resolution(store: Store) -> None:
+    old = NOW - NOW % (2 * HOUR_MS) - 10 * HOUR_MS
+    store.append(SampleBatch.from_series(LABELS, [0, 1], [old + 5, NOW - 1000], [1.0, 2.0]))
+    store.flush()
+    ids = np.array(list(store.select([Matcher("__name__", "=", "cpu")])))
+    assert len(store.read(ids, old, NOW)) == 2
+    # Eleven hours on, with raw kept 15 days: nothing goes.
+    assert store.apply_retention(NOW + 11 * HOUR_MS) == 0
+    # Past raw retention of the old partition only: its raw block goes, rollups stay.
+    later = old + 2 * HOUR_MS + store.options.retention_ms[RAW] + 1
+    assert store.apply_retention(later) == 1
+    assert store.read(ids, old, old + HOUR_MS).timestamps.tolist() == []
+    rollup = store.read_rollups(ids, old, old + HOUR_MS, 300_000)
+    assert rollup.count.tolist() == [1] and rollup.sum.tolist() == [1.0]
+    assert store.stats()["blocks"] == 1
+
+
+@pytest.mark.parametrize(
+    ("ts", "message"),
+    [(NOW - 16 * 24 * HOUR_MS, "older than the raw retention"), (NOW + HOUR_MS, "future")],
+)
+def test_out_of_window_samples_are_refused_whole(store: Store, ts: int, message: str) -> None:
+    batch = SampleBatch.from_series(LABELS, [0, 1], [NOW - 1000, ts], [1.0, 2.0])
+    with pytest.raises(InvalidRequest, match=message):
+        store.append(batch)
+    assert store.stats()["samples"] == 0 and store.stats()["series"] == 0
+
+
+def test_mismatched_columns_are_refused(store: Store) -> None:
+    good = SampleBatch.from_series(LABELS, [0], [NOW - 1000], [1.0])
+    bad = SampleBatch(good.series_ids, good.series_labels, good.sample_series,
+                      good.timestamps, np.array([1.0, 2.0]))  # fmt: skip
+    with pytest.raises(InvalidRequest, match="differ in length"):
+        store.append(bad)
