@@ -374,7 +374,7 @@ class Store:
                 parts.append((s.series, s.timestamps, s.values))
         for head in snap.heads:
             parts.extend(head.read(ids, start, end))
-        return merge_parts(parts)
+        return merge_parts(parts, ids)
 
     def read_rollups(
         self, ids: np.ndarray | Sequence[int], start: int, end: int, resolution_ms: int

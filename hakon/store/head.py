@@ -39,10 +39,23 @@ class HeadSnapshot:
 
     def read(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
         parts = [run.select(ids, start, end) for run in self.runs]
+        if not self.chunks:
+            return parts
+        # Unsorted chunks: a bitmap on the ids' low 16 bits (ids are hashes) passes
+        # about len(ids) / 65536 of other series; only those get a binary search.
+        bitmap = np.zeros(1 << 16, dtype=bool)
+        bitmap[ids & 0xFFFF] = True
         for s, t, v in self.chunks:
-            mask = np.isin(s, ids, assume_unique=False) & (t >= start) & (t <= end)
-            if mask.any():
-                parts.append((s[mask], t[mask], v[mask]))
+            rows = np.flatnonzero(bitmap[s & 0xFFFF])
+            if not len(rows):
+                continue
+            cand = s[rows]
+            pos = np.searchsorted(ids, cand)
+            pos[pos == len(ids)] = 0
+            tc = t[rows]
+            rows = rows[(ids[pos] == cand) & (tc >= start) & (tc <= end)]
+            if len(rows):
+                parts.append((s[rows], t[rows], v[rows]))
         return parts
 
     def all_parts(self) -> list[Part]:

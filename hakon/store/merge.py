@@ -20,10 +20,13 @@ EMPTY = Samples(EMPTY_I64, EMPTY_I64, EMPTY_F64)
 Part = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def sort_dedup(series: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Samples:
+def sort_dedup(
+    series: np.ndarray, ts: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None
+) -> Samples:
+    """`ids`: the sorted, unique ids `series` is drawn from, when the caller knows them."""
     if len(ts) == 0:
         return EMPTY
-    order = np.lexsort((ts, series))  # stable: equal keys keep arrival order
+    order = _order(series, ts, ids)
     series, ts, values = series[order], ts[order], values[order]
     keep = np.empty(len(ts), dtype=bool)
     keep[-1] = True
@@ -34,7 +37,23 @@ def sort_dedup(series: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Sample
     return Samples(series[keep], ts[keep], values[keep])
 
 
-def merge_parts(parts: Sequence[Part]) -> Samples:
+def _order(series: np.ndarray, ts: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
+    """Stable (series, ts) order; equal keys keep arrival order.
+
+    With the id list known, one int64 key (rank of the series, then time offset)
+    sorts in one pass instead of lexsort's two.
+    """
+    if ids is not None and len(ids):
+        lo = int(ts.min())
+        span = int(ts.max()) - lo
+        bits = max(1, span.bit_length())
+        if bits + max(1, len(ids).bit_length()) <= 62:
+            rank = np.searchsorted(ids, series).astype(np.int64)
+            return np.argsort((rank << bits) | (ts - lo), kind="stable")
+    return np.lexsort((ts, series))
+
+
+def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
     """Merge parts (oldest first) into one sorted, deduplicated set."""
     parts = [p for p in parts if len(p[1])]
     if not parts:
@@ -47,6 +66,7 @@ def merge_parts(parts: Sequence[Part]) -> Samples:
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
+        ids,
     )
 
 
