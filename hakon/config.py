@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -254,11 +254,6 @@ class Settings:
             raise SettingsError("block_duration must be a whole number of hours")
         if self.bootstrap_token_ttl > self.token_max_ttl:
             raise SettingsError("bootstrap_token_ttl must not exceed token_max_ttl")
-
-    def with_overrides(self, **changes: Any) -> Settings:
-        updated = replace(self, **changes)
-        updated.validate()
-        return updated
 
 
 def is_loopback(host: str) -> bool:

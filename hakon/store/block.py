@@ -62,7 +62,6 @@ DIRECTORY_SCHEMA = pa.schema(
         ("has_float", pa.bool_()),
     ]
 )
-RAW_COLUMNS = RAW_SCHEMA.names
 
 
 def run_starts(series: np.ndarray) -> np.ndarray:
@@ -135,14 +134,6 @@ def encode_values(series: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, .
             np.int64
         )
     return scale, vint, as_int
-
-
-def decode_values(scale: np.ndarray, vint: np.ndarray, vfloat: np.ndarray) -> np.ndarray:
-    out = vint / _POW10[np.clip(scale, 0, None)]
-    raw = scale < 0
-    if raw.any():
-        out[raw] = vfloat[raw]
-    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -309,10 +300,6 @@ class BlockFile:
             directory,
             threading.Lock(),
         )
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.rg_offsets[-1])
 
     def row_groups_for(self, ids: np.ndarray | None) -> list[int]:
         """Row groups whose `series` statistics admit one of the sorted `ids` (rollups)."""

@@ -387,29 +387,39 @@ class Store:
         snap = self.snapshot()
         block_ms = self.options.block_duration_ms
         first = start - start % block_ms
+        raw_by_p: dict[int, list[Block]] = {}
+        for b in snap.raw:
+            raw_by_p.setdefault(b.meta.partition_start, []).append(b)
+        rollups_by_p: dict[int, list[Block]] = {}
+        for b in snap.rollups.values():
+            if b.meta.resolution_ms == resolution_ms:
+                rollups_by_p.setdefault(b.meta.partition_start, []).append(b)
+        head_ps: set[int] = set()
+        for h_lo, h_hi in snap.head_ranges:
+            lo_p, hi_p = max(h_lo, first), min(h_hi, end)
+            head_ps.update(range(lo_p - lo_p % block_ms, hi_p + 1, block_ms))
+        partitions = sorted(
+            p for p in set(raw_by_p) | set(rollups_by_p) | head_ps if first <= p <= end
+        )
         parts: list[Rollups] = []
-        for p in range(first, end + 1, block_ms):
+        for p in partitions:
             p_end = p + block_ms - 1
             lo, hi = max(start, p), min(end, p_end)
-            raw = [b for b in snap.raw if b.meta.partition_start == p]
-            stored = [
-                snap.rollups.get(f"{b.meta.id}@{resolution_ms}") for b in raw
-            ] if raw else [
-                b for b in snap.rollups.values()
-                if b.meta.partition_start == p and b.meta.resolution_ms == resolution_ms
-            ]  # fmt: skip
-            head_overlap = any(h_lo <= p_end and h_hi >= p for h_lo, h_hi in snap.head_ranges)
-            if len(stored) == 1 and stored[0] is not None and len(raw) <= 1 and not head_overlap:
+            raw = raw_by_p.get(p, [])
+            stored = [snap.rollups.get(f"{b.meta.id}@{resolution_ms}") for b in raw]
+            if len(raw) == 1 and stored[0] is not None and p not in head_ps:
+                # One compacted raw block: its rollups are exact.
                 parts.append(rollups_mod.read_rollup_block(stored[0].file, ids, lo, hi))
-            elif raw or head_overlap:
+            elif raw or p in head_ps:
+                # Overlapping blocks or head data: stored rollups could double count.
                 samples = self._read(snap, ids, p, p_end)
                 computed = rollups_mod.compute(samples, resolution_ms)
                 keep = (computed.bucket >= lo) & (computed.bucket <= hi)
                 parts.append(Rollups(*(getattr(computed, c)[keep] for c in rollups_mod.COLUMNS)))
             else:
-                for block in stored:
-                    if block is not None:
-                        parts.append(rollups_mod.read_rollup_block(block.file, ids, lo, hi))
+                # Raw data has expired: the rollups are all there is.
+                for block in rollups_by_p.get(p, []):
+                    parts.append(rollups_mod.read_rollup_block(block.file, ids, lo, hi))
         return rollups_mod.concat(parts)
 
     # -- flush, compaction, retention ---------------------------------------------------
