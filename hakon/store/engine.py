@@ -434,11 +434,17 @@ class Store:
         return frozen, checkpoint
 
     def flush(self) -> int:
-        """Cut the whole head into blocks now; returns the number of samples flushed."""
+        """Cut the whole head into blocks now; returns the number of samples flushed.
+
+        Every frozen head still pending (one whose flush failed) is written too:
+        the checkpoint published here deletes their WAL segments as well.
+        """
         with self._maintenance_lock:
-            frozen, checkpoint = self._run_on_writer(self._swap_head)
+            _, checkpoint = self._run_on_writer(self._swap_head)
+            with self._state:
+                pending = list(self._frozen)
             try:
-                samples = merge_parts(frozen.snapshot().all_parts())
+                samples = merge_parts([p for h in pending for p in h.snapshot().all_parts()])
                 written = [
                     self._write_partition(p, part) for p, part in split_by_partition(
                         samples, self.options.block_duration_ms)
@@ -447,14 +453,27 @@ class Store:
                 self.manifest.publish(added, wal_checkpoint=checkpoint)
             except BaseException:
                 log.exception("flush failed; the frozen head stays readable and in the WAL")
+                self._remove_unpublished()
                 raise
             opened = [Block(m, BlockFile.open(self.dir / m.file)) for m in added]
             with self._state:
                 for block in opened:
                     self._blocks[block.meta.id] = block
-                self._frozen.remove(frozen)
+                for head in pending:
+                    self._frozen.remove(head)
             self.wal.remove_before(checkpoint)
             return len(samples)
+
+    def _remove_unpublished(self) -> None:
+        """Delete block files no manifest entry names (left by a failed flush or merge).
+
+        Called under the maintenance lock, so no publish is in progress.
+        """
+        with self._state:
+            known = {Path(b.meta.file).name for b in self._blocks.values()}
+        for path in self.blocks_dir.iterdir():
+            if path.name not in known:
+                path.unlink(missing_ok=True)
 
     def _next_seq(self) -> int:
         with self._state:
@@ -499,7 +518,11 @@ class Store:
                 metas, now_ms, self.options.block_duration_ms, self.options.compaction_min_blocks
             )
             for group in plans:
-                self._merge(group)
+                try:
+                    self._merge(group)
+                except BaseException:
+                    self._remove_unpublished()
+                    raise
                 merges += 1
         return merges
 

@@ -75,3 +75,35 @@ def test_mismatched_columns_are_refused(store: Store) -> None:
                       good.timestamps, np.array([1.0, 2.0]))  # fmt: skip
     with pytest.raises(InvalidRequest, match="differ in length"):
         store.append(bad)
+
+
+def test_a_failed_flush_is_retried_and_its_wal_kept_until_then(tmp_path, monkeypatch) -> None:
+    import hakon.store.engine as engine_mod
+
+    catalog = Catalog.open_in(tmp_path)
+    store = Store(tmp_path, catalog, StoreOptions(maintenance_interval_s=3600)).open()
+    store.append(SampleBatch.from_series(LABELS, [0], [NOW - 3000], [1.0]))
+    real = engine_mod.write_raw_block
+
+    def broken(samples, path, rows):  # writes part of a file, then the disk fills
+        path.with_name(path.name + ".tmp").write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine_mod, "write_raw_block", broken)
+    with pytest.raises(OSError):
+        store.flush()
+    assert list((tmp_path / "blocks").iterdir()) == []  # no orphan left behind
+    monkeypatch.setattr(engine_mod, "write_raw_block", real)
+    store.append(SampleBatch.from_series(LABELS, [1], [NOW - 2000], [2.0]))
+    assert store.flush() == 2  # the failed head's samples too
+    assert store.stats()["head_samples"] == 0 and store.stats()["samples"] == 2
+    store.close()
+    catalog.close()
+    catalog = Catalog.open_in(tmp_path)
+    reopened = Store(tmp_path, catalog).open()
+    try:
+        ids = np.array(list(reopened.select([Matcher("__name__", "=", "cpu")])))
+        assert sorted(reopened.read(ids, NOW - 10_000, NOW).values.tolist()) == [1.0, 2.0]
+    finally:
+        reopened.close()
+        catalog.close()
