@@ -168,7 +168,12 @@ class Store:
             self._sync_stop = True
             self._sync_cond.notify_all()
         syncer.join(timeout=30)
-        maintenance.join(timeout=30)
+        # A long flush or merge is abandoned rather than waited for: it publishes
+        # atomically or not at all, its WAL stays until a later checkpoint, and
+        # its stray files are removed at the next start.
+        maintenance.join(timeout=5)
+        if maintenance.is_alive():
+            log.warning("storage maintenance still running at shutdown; abandoned")
         self.wal.close()
 
     # -- writes --------------------------------------------------------------------
@@ -575,7 +580,7 @@ class Store:
             if self._stopping:
                 return
             try:
-                self.head.seal_pending()
+                self.head.seal_pending(lambda: self._stopping)
                 head = self.head
                 age = time.time() - head.first_insert if head.first_insert else 0.0
                 if head.samples >= self.options.head_max_samples or (

@@ -11,6 +11,7 @@ current lists.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,9 +94,9 @@ class Head:
                 self._tail, self._tail_rows = [], 0
                 self.seal_ready.set()
 
-    def seal_pending(self) -> None:
+    def seal_pending(self, stop: Callable[[], bool] = lambda: False) -> None:
         """Sort sealed chunk groups into runs (called by the maintenance thread)."""
-        while True:
+        while not stop():
             with self._lock:
                 if not self._sealed:
                     return
