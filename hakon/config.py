@@ -209,6 +209,11 @@ class Settings:
         _positive_duration,
         "Samples more than this far ahead of the server clock are refused.",
     )
+    block_row_group_rows: int = _setting(
+        8192,
+        _int_between(1024, 1 << 20),
+        "Rows per Parquet row group: the unit a selective read decodes.",
+    )
     compaction_min_blocks: int = _setting(
         4, _int_between(2, 1000), "Merge a partition's blocks once it has this many."
     )

@@ -35,7 +35,7 @@ def test_storage_report_and_flush(tmp_path) -> None:
         assert stats["series"] == 5 and stats["head_samples"] == 5 and stats["samples"] == 5
         assert stats["wal_replayed_samples"] == 5 and stats["blocks"] == 0
         flushed = httpx.post(proc.url + "/api/v1/admin/flush", headers=auth).json()
-        assert flushed["flushed_samples"] == 5
+        assert flushed["flushed_samples"] == 5 and flushed["merges"] == 0
         after = flushed["storage"]
         assert after["head_samples"] == 0 and after["blocks"] == 1 and after["samples"] == 5
         assert after["block_bytes"] > 0 and after["rollup_bytes"] > 0

@@ -512,15 +512,21 @@ class Store:
             )
         return metas
 
-    def compact(self, now_ms: int | None = None) -> int:
-        """Merge blocks per the plan; returns the number of merges done."""
+    def compact(self, now_ms: int | None = None, force: bool = False) -> int:
+        """Merge blocks per the plan (`force`: every partition with more than one block).
+
+        Returns the number of merges done.
+        """
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         merges = 0
         with self._maintenance_lock:
             with self._state:
                 metas = [b.meta for b in self._blocks.values()]
             plans = plan_compactions(
-                metas, now_ms, self.options.block_duration_ms, self.options.compaction_min_blocks
+                metas,
+                now_ms,
+                self.options.block_duration_ms,
+                2 if force else self.options.compaction_min_blocks,
             )
             for group in plans:
                 try:

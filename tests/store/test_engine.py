@@ -107,3 +107,17 @@ def test_a_failed_flush_is_retried_and_its_wal_kept_until_then(tmp_path, monkeyp
     finally:
         reopened.close()
         catalog.close()
+
+
+def test_forced_compaction_merges_an_open_partition(store: Store) -> None:
+    for i in range(2):
+        store.append(SampleBatch.from_series(LABELS, [0, 0], [NOW - 9000, NOW - 5000 + i], [i, i]))
+        store.flush()
+    assert store.stats()["blocks"] == 2
+    assert store.compact() == 0  # open partition, fewer than compaction_min_blocks
+    assert store.compact(force=True) == 1
+    assert store.stats()["blocks"] == 1 and store.stats()["samples"] == 3
+    ids = np.array(list(store.select([Matcher("pod", "=", "a")])))
+    got = store.read(ids, NOW - 10_000, NOW)
+    assert got.timestamps.tolist() == [NOW - 9000, NOW - 5000, NOW - 4999]
+    assert got.values.tolist() == [1.0, 0.0, 1.0]  # the later write of NOW - 9000 won

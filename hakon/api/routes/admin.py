@@ -50,7 +50,7 @@ async def flush(request: Request) -> FlushResult:
     store = runtime_of(request).store
 
     def run() -> tuple[int, int]:
-        return store.flush(), store.compact()
+        return store.flush(), store.compact(force=True)
 
     flushed, merges = await asyncio.to_thread(run)
     return FlushResult(
