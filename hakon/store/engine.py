@@ -222,25 +222,27 @@ class Store:
 
     def _writer_loop(self) -> None:
         while True:
+            control: tuple[Callable[[], Any], Future[Any]] | None = None
+            group: list[tuple[SampleBatch, Future[Any]]] = []
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
                 if not self._queue and self._stopping:
                     return
-                group: list[tuple[SampleBatch, Future[Any]]] = []
                 rows = 0
                 while self._queue and rows < 4_000_000:
                     item, future = self._queue[0]
                     if callable(item):
-                        if group:
-                            break
-                        self._queue.popleft()
-                        self._run_control(item, future)
+                        if not group:  # controls run alone, in queue order
+                            self._queue.popleft()
+                            control = (item, future)
                         break
                     self._queue.popleft()
                     group.append((item, future))
                     rows += len(item)
-            if group:
+            if control is not None:
+                self._run_control(*control)
+            elif group:
                 self._commit_group(group)
 
     def _run_control(self, fn: Callable[[], Any], future: Future[Any]) -> None:
