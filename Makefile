@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check hakon tests benchmarks
 	$(BIN)/ruff format --check hakon tests benchmarks
+	$(BIN)/mypy hakon
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -275,11 +275,11 @@ def setting_fields() -> list[Any]:
 
 
 def _default_text(f: Any) -> str:
-    default = f.default if f.default is not MISSING else None
+    default: Any = f.default if f.default is not MISSING else None
     if f.metadata.get("secret"):
         return "(empty)" if not default else "***"
     if f.metadata["parse"] in (_positive_duration,):
-        return format_duration(default)
+        return format_duration(float(default))
     if isinstance(default, bool):
         return "true" if default else "false"
     if default == "":

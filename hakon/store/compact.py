@@ -15,15 +15,11 @@ from hakon.store.interface import RAW, Samples
 from hakon.store.manifest import BlockMeta
 
 
-def partition_of(ts: np.ndarray | int, block_ms: int) -> np.ndarray | int:
-    return ts - np.mod(ts, block_ms)
-
-
 def split_by_partition(samples: Samples, block_ms: int) -> list[tuple[int, Samples]]:
     """Sorted samples split into per-partition sorted samples, oldest partition first."""
     if not len(samples):
         return []
-    part = partition_of(samples.timestamps, block_ms)
+    part = samples.timestamps - np.mod(samples.timestamps, block_ms)
     order = np.argsort(part, kind="stable")  # keeps (series, ts) order inside a partition
     part = part[order]
     bounds = np.flatnonzero(np.diff(part)) + 1

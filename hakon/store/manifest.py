@@ -62,7 +62,7 @@ class Manifest:
 
     def load_series(self) -> tuple[list[int], list[Labels]]:
         rows = self.catalog.fetchall("SELECT id, any_value(labels) FROM series GROUP BY id")
-        return [r[0] for r in rows], [tuple(map(tuple, _decode(r[1]))) for r in rows]
+        return [r[0] for r in rows], [tuple(_decode(r[1])) for r in rows]
 
     def blocks(self) -> list[BlockMeta]:
         rows = self.catalog.fetchall(
@@ -84,10 +84,10 @@ class Manifest:
         with self.catalog.transaction() as con:
             if removed:
                 placeholders = ",".join("?" * len(removed))
-                (present,) = con.execute(
+                row = con.execute(
                     f"SELECT count(*) FROM blocks WHERE id IN ({placeholders})", list(removed)
                 ).fetchone()
-                if present != len(removed):
+                if row is None or row[0] != len(removed):
                     raise Conflict("blocks to replace are no longer in the manifest")
                 con.execute(f"DELETE FROM blocks WHERE id IN ({placeholders})", list(removed))
             for b in added:
