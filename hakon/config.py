@@ -218,6 +218,40 @@ class Settings:
         4, _int_between(2, 1000), "Merge a partition's blocks once it has this many."
     )
 
+    ingest_max_body_bytes: int = _setting(
+        32 << 20,
+        _int_between(1024, 1 << 34),
+        "Largest ingest request body on the wire; larger bodies get 413.",
+    )
+    ingest_max_decoded_bytes: int = _setting(
+        128 << 20,
+        _int_between(1024, 1 << 36),
+        "Largest ingest body after gzip/snappy decompression; larger ones get 413.",
+    )
+    ingest_max_samples: int = _setting(
+        2_000_000, _int_between(1, 10**9), "Most samples one ingest request may carry."
+    )
+    ingest_max_labels: int = _setting(
+        64, _int_between(2, 10_000), "Most labels (the metric name included) per series."
+    )
+    ingest_max_label_name_length: int = _setting(
+        256, _int_between(8, 1 << 20), "Longest label name, in characters."
+    )
+    ingest_max_label_value_length: int = _setting(
+        4096, _int_between(8, 1 << 24), "Longest label value, in characters."
+    )
+    ingest_max_pending_samples: int = _setting(
+        16_000_000,
+        _int_between(1000, 10**10),
+        "Samples accepted but not yet durable, across all requests; past it ingest "
+        "answers 503 with Retry-After so senders back off.",
+    )
+    ingest_series_cache_size: int = _setting(
+        2_000_000,
+        _int_between(1000, 10**9),
+        "Label sets whose series ids the ingest path remembers (per format).",
+    )
+
     @classmethod
     def load(
         cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None

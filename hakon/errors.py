@@ -11,6 +11,7 @@ the single table from `code` to HTTP status and renders the error body.
     ├── MethodNotAllowed           METHOD_NOT_ALLOWED
     ├── Conflict                   CONFLICT              duplicate name, stale version
     ├── PayloadTooLarge            PAYLOAD_TOO_LARGE
+    ├── UnsupportedMediaType       UNSUPPORTED_MEDIA_TYPE  wrong Content-Type or -Encoding
     ├── RateLimited                RATE_LIMITED          carries `retry_after` seconds
     ├── Unavailable                SERVICE_UNAVAILABLE   not ready yet, or overloaded: retry
     ├── InsufficientStorage        INSUFFICIENT_STORAGE  the disk is full: retry later
@@ -67,6 +68,10 @@ class PayloadTooLarge(HakonError):
     code = "PAYLOAD_TOO_LARGE"
 
 
+class UnsupportedMediaType(HakonError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 class RateLimited(HakonError):
     code = "RATE_LIMITED"
 
@@ -77,6 +82,16 @@ class RateLimited(HakonError):
 
 class Unavailable(HakonError):
     code = "SERVICE_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class InsufficientStorage(HakonError):

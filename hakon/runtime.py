@@ -16,6 +16,7 @@ from hakon.auth.secret import load_or_create_secret
 from hakon.auth.tokens import TokenAuthority
 from hakon.config import Settings
 from hakon.errors import Unavailable
+from hakon.ingest.service import Ingest, limits_from
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions
 from hakon.store.interface import RAW
@@ -31,6 +32,7 @@ class Runtime:
         self.telemetry = Telemetry()
         self.catalog: Catalog | None = None
         self._store: Store | None = None
+        self._ingest: Ingest | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
         self.open_error: BaseException | None = None
@@ -61,6 +63,12 @@ class Runtime:
             raise Unavailable("storage is still opening; retry shortly")
         return self._store
 
+    @property
+    def ingest(self) -> Ingest:
+        if self._ingest is None:
+            raise Unavailable("storage is still opening; retry shortly")
+        return self._ingest
+
     def offline_authority(self) -> TokenAuthority:
         """An authority that can mint (not check revocations), usable before open()."""
         return TokenAuthority(self.secret)
@@ -72,6 +80,9 @@ class Runtime:
             self._authority = TokenAuthority(self.secret, revocations)
             self._store = Store(self.settings.data_dir, self.catalog, store_options(self.settings))
             self._store.open()
+            self._ingest = Ingest(
+                self._store, limits_from(self.settings), self.settings.ingest_max_pending_samples
+            )
         except BaseException as exc:
             self.open_error = exc
             log.exception("opening storage failed")
@@ -81,6 +92,7 @@ class Runtime:
 
     def close(self) -> None:
         self._ready.clear()
+        self._ingest = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -15,7 +15,9 @@ def test_every_operation_documents_its_errors(tmp_path) -> None:
     doc = spec(tmp_path)
     assert "ErrorResponse" in doc["components"]["schemas"]
     operations = [op for path in doc["paths"].values() for op in path.values()]
-    assert len(operations) == 10  # health x2, ready x2, metrics, 3 token routes, 2 admin
+    # health x2, ready x2, metrics, 3 token routes, 2 admin, 7 HakonGo collectors,
+    # node metrics, remote_write, text import, 2 Influx writes
+    assert len(operations) == 22
     for op in operations:
         assert "422" not in op["responses"]
         assert "500" in op["responses"]
@@ -32,3 +34,27 @@ def test_authenticated_operations_carry_security_and_scope(tmp_path) -> None:
     health = doc["paths"]["/health"]["get"]
     assert "security" not in health and "401" not in health["responses"]
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_each_collector_is_its_own_route_with_its_own_schema(tmp_path) -> None:
+    from hakon.ingest.collectors import COLLECTORS
+
+    doc = spec(tmp_path)
+    schemas = doc["components"]["schemas"]
+    for collector in COLLECTORS:
+        op = doc["paths"][f"/api/v1/hakongo/{collector.path}"]["post"]
+        ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        request = schemas[ref.rsplit("/", 1)[1]]
+        assert set(request["required"]) == {"cluster_id", "context", "collected_at", "resources"}
+        item_ref = request["properties"]["resources"]["items"]["$ref"]
+        resource = schemas[item_ref.rsplit("/", 1)[1]]
+        for number in collector.kind.numbers:
+            assert number.field in resource["properties"], (collector.path, number.field)
+        assert {"401", "403", "413", "415", "429"} <= set(op["responses"])
+        assert op["x-required-scope"] == "metrics:write"
+    node = doc["paths"]["/api/v1/metrics/nodes/{node_id}"]["post"]
+    assert node["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/NodeMetrics"
+    )
+    write = doc["paths"]["/api/v1/write"]["post"]
+    assert "application/x-protobuf" in write["requestBody"]["content"]

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hakon.errors import HakonError, RateLimited
+from hakon.errors import HakonError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "METHOD_NOT_ALLOWED": 405,
     "CONFLICT": 409,
     "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
     "RATE_LIMITED": 429,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
@@ -72,8 +73,9 @@ def error_response(
 async def handle_hakon_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HakonError)
     headers = None
-    if isinstance(exc, RateLimited):
-        headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
     if exc.code == "INTERNAL_ERROR":
         log.error("internal error: %s", exc.message)
     return error_response(exc.code, exc.message, request_id_of(request), exc.details, headers)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from hakon.api.errors import ErrorResponse
+from hakon.ingest.service import request_schemas
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 _DESCRIPTIONS = {
@@ -20,6 +21,8 @@ _DESCRIPTIONS = {
     "401": "Missing, malformed, expired, badly signed or revoked token.",
     "403": "The token lacks the required scope or binding.",
     "404": "Not found.",
+    "413": "Body, decompressed body or sample count over the configured limit.",
+    "415": "Unsupported Content-Type or Content-Encoding.",
     "429": "Rate limit exceeded; see Retry-After and X-RateLimit-* headers.",
     "500": "Internal error.",
     "503": "Storage is still opening or the service is overloaded; retry.",
@@ -51,6 +54,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     ):
         schema["components"]["schemas"][name] = sub
     schema["components"]["schemas"]["ErrorResponse"].pop("$defs", None)
+    schema["components"]["schemas"].update(request_schemas())
     for name in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(name, None)
 
@@ -75,6 +79,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 operation["description"] = (
                     operation.get("description", "") + "\n\n" + note
                 ).strip()
+            if "ingest" in operation.get("tags", []):
+                for status in ("413", "415"):
+                    responses.setdefault(status, _error(status))
             responses.setdefault("500", _error("500"))
     return schema
 

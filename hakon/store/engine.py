@@ -180,10 +180,19 @@ class Store:
 
     def append(self, batch: SampleBatch) -> None:
         """Durable (fsynced) and visible when this returns; raises InvalidRequest if bad."""
+        self.submit(batch).result()
+
+    def submit(self, batch: SampleBatch) -> Future[Any]:
+        """Queue a validated batch; the future completes once it is durable and visible.
+
+        For callers that must not block a thread per write (the event loop wraps it).
+        """
         self._validate(batch)
         if not len(batch):
-            return
-        self._submit(batch).result()
+            done: Future[Any] = Future()
+            done.set_result(None)
+            return done
+        return self._submit(batch)
 
     def _validate(self, batch: SampleBatch) -> None:
         n = len(batch.timestamps)

@@ -26,7 +26,8 @@ ROLLUP_RESOLUTIONS_MS = (300_000, 3_600_000)  # 5 m and 1 h
 class SampleBatch:
     """Samples of several series, columnar.
 
-    `series_ids[i]` is the id of `series_labels[i]` (each series once);
+    `series_ids[i]` is the id of `series_labels[i]` (each series of the batch at
+    least once; repeats are allowed, so a writer may pass `sample_series` itself);
     `sample_series`, `timestamps` and `values` have one entry per sample, the
     first holding the sample's series id.
     """

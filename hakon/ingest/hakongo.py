@@ -1,0 +1,402 @@
+"""HakonGo connector payloads: typed decoding and flattening into a columnar batch.
+
+The request types are generated from `hakon.ingest.collectors`, so the schema
+clients see, the validation and the series written cannot drift apart.
+msgspec validates while it parses (types, required fields, ranges, enums) and
+names the failing field by JSON path.
+
+Flattening follows the measured fast path (`stack-ceilings.md`): a resource's
+identity tuple is resolved once to a cached row holding the ids of all its
+series; numbers and states are pulled with C-level `map(attrgetter(...))`
+into numpy; per-sample Python objects are never built. Absent numbers decode
+as NaN (JSON cannot carry NaN) and are masked out.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Hashable, Sequence
+from datetime import datetime
+from itertools import chain
+from operator import attrgetter
+from typing import Annotated, Any, Literal
+
+import msgspec
+import numpy as np
+
+from hakon.errors import InvalidRequest
+from hakon.ingest.collectors import COLLECTORS, ENVELOPE_LABELS, Collector, Kind
+from hakon.ingest.limits import IngestLimits
+from hakon.ingest.series import SeriesRegistry, check_times
+from hakon.store.interface import SampleBatch
+
+_NAN = math.nan
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+MetricKey = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)]
+
+
+class Platform(msgspec.Struct, gc=False, omit_defaults=True):
+    os: str = ""
+    architecture: str = ""
+    version: str = ""
+
+
+class NodeGroup(msgspec.Struct, gc=False, omit_defaults=True):
+    name: NonEmpty
+    labels: dict[str, str] = {}
+    platform: Platform | None = None
+    metadata: dict[str, str] = {}
+
+
+class Provider(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    name: str = ""
+    region: str = ""
+    zone: str = ""
+
+
+class Context(msgspec.Struct, gc=False, omit_defaults=True):
+    name: NonEmpty
+    kubernetes_version: str = ""
+    provider: Provider = Provider()
+    labels: dict[str, str] = {}
+    node_groups: list[NodeGroup] = []
+    metadata: dict[str, str] = {}
+
+
+def _resource_type(kind: Kind) -> type:
+    fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
+    for ident in kind.identity:
+        doc = msgspec.Meta(description=ident.description + f" Label `{ident.label}`.")
+        if ident.required:
+            fields.append((ident.field, Annotated[str, msgspec.Meta(min_length=1), doc]))
+    for ident in kind.identity:
+        if not ident.required:
+            doc = msgspec.Meta(description=ident.description + f" Label `{ident.label}`.")
+            fields.append((ident.field, Annotated[str, doc], ""))
+    for num in kind.numbers:
+        doc = msgspec.Meta(
+            ge=0, description=f"{num.description} Series `{kind.prefix}_{num.field}`."
+        )
+        fields.append((num.field, Annotated[float, doc], _NAN))
+    for state in kind.states:
+        series = f"{kind.prefix}_{state.field}"
+        if state.is_bool:
+            doc = msgspec.Meta(description=f"{state.description} Series `{series}` (0/1).")
+            fields.append((state.field, Annotated[bool | None, doc], None))
+        else:
+            doc = msgspec.Meta(
+                description=f"{state.description} Series `{series}{{{state.field}=...}}`: "
+                "1 for the current value, 0 for the others."
+            )
+            fields.append((state.field, Annotated[Literal[state.values] | None, doc], None))  # type: ignore[valid-type]
+    if kind.child is not None:
+        fields.append((kind.child_field, list[_resource_type(kind.child)], []))  # type: ignore[misc]
+    if kind.extra_metrics:
+        doc = msgspec.Meta(
+            description=f"Extra values: each key `k` becomes series `{kind.prefix}_k` with "
+            "this resource's labels."
+        )
+        fields.append(("metrics", Annotated[dict[MetricKey, float], doc], {}))
+    return msgspec.defstruct(kind.name, fields, gc=False, omit_defaults=True)  # type: ignore[arg-type]
+
+
+def request_type(collector: Collector) -> type:
+    resource = _resource_type(collector.kind)
+    return msgspec.defstruct(
+        f"{collector.kind.name}Request",
+        [
+            ("cluster_id", Annotated[str, msgspec.Meta(min_length=1)]),
+            ("context", Context),
+            ("collected_at", Annotated[datetime, msgspec.Meta(tz=True)]),
+            ("resources", list[resource]),  # type: ignore[valid-type]
+        ],
+        gc=False,
+    )
+
+
+def validation_error(exc: msgspec.MsgspecError) -> InvalidRequest:
+    """msgspec's "... - at `$.resources[3].x`" as our error naming the JSON path."""
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError) and " - at `$" in text:
+        what, _, where = text.rpartition(" - at `")
+        path = where.rstrip("`").removeprefix("$").removeprefix(".") or "body"
+        return InvalidRequest(f"{path}: {what}", field=path)
+    return InvalidRequest(f"body is not valid JSON: {text}", field="body")
+
+
+class _Rows:
+    """Resources of one kind seen in one cluster context: key -> row of series ids.
+
+    An id of 0 means "not computed yet": a series is hashed when it first has a
+    value, so fields an agent never sends cost nothing. (An id that really is 0
+    is merely recomputed each time.)
+    """
+
+    def __init__(self, width: int) -> None:
+        self.index: dict[Hashable, int] = {}
+        self.ids = np.zeros((64, width), np.int64)
+        self.labels: list[dict[str, str]] = []
+
+    def add(self, key: Hashable, labels: dict[str, str]) -> int:
+        """A new row; its ids stay 0 until each series first has a value."""
+        row = len(self.labels)
+        if row == len(self.ids):
+            grown = np.zeros((2 * row, self.ids.shape[1]), np.int64)
+            grown[:row] = self.ids
+            self.ids = grown
+        self.labels.append(labels)
+        self.index[key] = row  # published last: readers find the row only once it is filled
+        return row
+
+
+class _KindFlattener:
+    """Flattens resources of one kind (and its children) into ids and values."""
+
+    def __init__(self, kind: Kind, registry: SeriesRegistry, path: str) -> None:
+        self.kind = kind
+        self.registry = registry
+        self.path = path  # JSON path of the list, e.g. "resources"
+        self.series = kind.series_names()
+        self.width = len(self.series)
+        fields = [i.field for i in kind.identity]
+        self.key_of = attrgetter(*fields)
+        self.numbers_of = attrgetter(*(n.field for n in kind.numbers))
+        self.states = [
+            (attrgetter(s.field), {v: i for i, v in enumerate(s.values)} if s.values else None)
+            for s in kind.states
+        ]
+        self.child = _KindFlattener(kind.child, registry, kind.child_field) if kind.child else None
+        self.children_of = attrgetter(kind.child_field) if kind.child else None
+        self.child_name_of = attrgetter(kind.child.identity[0].field) if kind.child else None
+
+    def values(self, rs: list[Any]) -> np.ndarray:
+        n, k = len(rs), len(self.kind.numbers)
+        parts = [
+            np.fromiter(chain.from_iterable(map(self.numbers_of, rs)), np.float64, n * k).reshape(
+                n, k
+            )
+        ]
+        for getter, codes in self.states:
+            raw = list(map(getter, rs))
+            if codes is None:
+                col = (
+                    np.array([_NAN if v is None else float(v) for v in raw])
+                    if None in raw
+                    else np.array(raw, np.float64)
+                )
+                parts.append(col.reshape(n, 1))
+            else:
+                idx = np.fromiter((codes.get(v, -1) for v in raw), np.int64, n)
+                onehot = (idx[:, None] == np.arange(len(codes))).astype(np.float64)
+                onehot[idx < 0] = _NAN
+                parts.append(onehot)
+        return np.hstack(parts) if len(parts) > 1 else parts[0]
+
+    def ids_for(self, rows: _Rows, row_of: np.ndarray, values: np.ndarray) -> np.ndarray:
+        ids = rows.ids[row_of]
+        need = (ids == 0) & ~np.isnan(values)
+        if need.any():
+            self.fill_ids(rows, row_of, ids, need)
+        return ids
+
+    def rows(
+        self,
+        rows: _Rows,
+        keys: Sequence[Hashable],
+        base: list[dict[str, str]] | dict[str, str],
+        rs: list[Any],
+        positions: list[str],
+    ) -> np.ndarray:
+        found = list(map(rows.index.get, keys))
+        if None in found:
+            with self.registry.lock:
+                for j, row in enumerate(found):
+                    if row is None:
+                        found[j] = rows.index.get(keys[j])
+                        if found[j] is None:
+                            parent = base[j] if isinstance(base, list) else base
+                            found[j] = self._add(rows, keys[j], parent, rs[j], positions[j])
+        return np.fromiter(found, np.int64, len(found))
+
+    def _add(
+        self, rows: _Rows, key: Hashable, parent: dict[str, str], resource: Any, where: str
+    ) -> int:
+        """A new resource: check its labels now; its series get ids when they get values."""
+        labels = dict(parent)
+        for ident in self.kind.identity:
+            value = getattr(resource, ident.field)
+            if value:
+                labels[ident.label] = value
+        longest = max(self.series, key=lambda s: len(s[0]) + (len(s[1][0]) if s[1] else 0))
+        probe = {**labels, "__name__": longest[0]}
+        if longest[1] is not None:
+            probe[longest[1][0]] = longest[1][1]
+        self.registry.limits.check_labels(probe, where)
+        return rows.add(key, labels)
+
+    def fill_ids(self, rows: _Rows, row_of: np.ndarray, ids: np.ndarray, need: np.ndarray) -> None:
+        """Give ids to the series that have a value now but none yet (`ids` is 0 there)."""
+        registry = self.registry
+        with registry.lock:
+            for j, c in np.argwhere(need).tolist():
+                row = int(row_of[j])
+                sid = int(rows.ids[row, c])
+                if sid == 0:
+                    name, state = self.series[c]
+                    labels = {**rows.labels[row], "__name__": name}
+                    if state is not None:
+                        labels[state[0]] = state[1]
+                    sid = registry.add_checked(labels)
+                    rows.ids[row, c] = sid
+                ids[j, c] = sid
+
+
+class HakonGoDecoder:
+    """Decodes one collector's requests into sample batches."""
+
+    def __init__(self, collector: Collector, limits: IngestLimits) -> None:
+        self.collector = collector
+        self.limits = limits
+        self.type = REQUEST_TYPES[collector.path]
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(self.type)
+        self.registry = SeriesRegistry(limits)
+        self.flat = _KindFlattener(collector.kind, self.registry, "resources")
+        self._caches: dict[tuple[str, ...], tuple[_Rows, _Rows | None]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def decode(self, body: bytes) -> tuple[str, SampleBatch]:
+        """(cluster_id, batch); raises InvalidRequest naming the field."""
+        try:
+            request = self._decoder.decode(body)
+        except msgspec.MsgspecError as exc:
+            raise validation_error(exc) from None
+        return request.cluster_id, self.flatten(request)
+
+    def flatten(self, request: Any) -> SampleBatch:
+        ctx = request.context
+        envelope = (request.cluster_id, ctx.name, ctx.provider.name, ctx.provider.region)
+        base = {k: v for k, v in zip(ENVELOPE_LABELS, envelope, strict=True) if v}
+        ts_ms = int(request.collected_at.timestamp() * 1000)
+        check_times(np.array([ts_ms]), self.limits, "collected_at")
+        rs = request.resources
+        n = len(rs)
+        if not n:
+            return self.registry.batch(*(np.empty(0, t) for t in (np.int64, np.int64, np.float64)))
+        flat = self.flat
+        parent_rows, child_rows = self._rows_for(envelope)
+        keys = list(map(flat.key_of, rs))
+        positions = (
+            [f"resources[{j}]" for j in range(n)]
+            if None in map(parent_rows.index.get, keys)
+            else []
+        )
+        rows = flat.rows(parent_rows, keys, base, rs, positions)
+        values = flat.values(rs)
+        ids = flat.ids_for(parent_rows, rows, values)
+        id_parts, value_parts = [ids.ravel()], [values.ravel()]
+        if flat.child is not None and child_rows is not None:
+            self._children(rs, rows, parent_rows, child_rows, id_parts, value_parts)
+        if flat.kind.extra_metrics and any(map(attrgetter("metrics"), rs)):
+            self._extras(envelope, rs, rows, parent_rows, id_parts, value_parts)
+        sample_ids = np.concatenate(id_parts) if len(id_parts) > 1 else id_parts[0]
+        sample_values = np.concatenate(value_parts) if len(value_parts) > 1 else value_parts[0]
+        present = ~np.isnan(sample_values)
+        if not present.all():
+            sample_ids, sample_values = sample_ids[present], sample_values[present]
+        self.limits.check_sample_count(len(sample_values))
+        return self.registry.batch(
+            sample_ids, np.full(len(sample_values), ts_ms, np.int64), sample_values
+        )
+
+    def _rows_for(self, envelope: tuple[str, ...]) -> tuple[_Rows, _Rows | None]:
+        if self._generation != self.registry.generation:
+            with self._lock:
+                self._caches = {}
+                self._generation = self.registry.generation
+        found = self._caches.get(envelope)
+        if found is None:
+            with self._lock:
+                found = self._caches.get(envelope)
+                if found is None:
+                    child = self.flat.child
+                    found = (_Rows(self.flat.width), _Rows(child.width) if child else None)
+                    self._caches[envelope] = found
+        return found
+
+    def _children(
+        self,
+        rs: list[Any],
+        rows: np.ndarray,
+        parent_rows: _Rows,
+        child_rows: _Rows,
+        id_parts: list[np.ndarray],
+        value_parts: list[np.ndarray],
+    ) -> None:
+        flat = self.flat
+        child = flat.child
+        assert child is not None and flat.children_of is not None and flat.child_name_of
+        lists = list(map(flat.children_of, rs))
+        counts = np.fromiter(map(len, lists), np.int64, len(rs))
+        total = int(counts.sum())
+        if not total:
+            return
+        kids = list(chain.from_iterable(lists))
+        owners = np.repeat(rows, counts)
+        keys: list[Hashable] = list(
+            zip(owners.tolist(), map(flat.child_name_of, kids), strict=True)
+        )
+        positions: list[str] = []
+        bases: list[dict[str, str]] = []
+        if None in map(child_rows.index.get, keys):
+            owner_pos = np.repeat(np.arange(len(rs)), counts).tolist()
+            within = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).tolist()
+            positions = [
+                f"resources[{p}].{flat.kind.child_field}[{c}]"
+                for p, c in zip(owner_pos, within, strict=True)
+            ]
+            bases = [parent_rows.labels[o] for o in owners.tolist()]
+        crow = child.rows(child_rows, keys, bases, kids, positions)
+        values = child.values(kids)
+        id_parts.append(child.ids_for(child_rows, crow, values).ravel())
+        value_parts.append(values.ravel())
+
+    def _extras(
+        self,
+        envelope: tuple[str, ...],
+        rs: list[Any],
+        rows: np.ndarray,
+        parent_rows: _Rows,
+        id_parts: list[np.ndarray],
+        value_parts: list[np.ndarray],
+    ) -> None:
+        prefix = self.flat.kind.prefix
+        own = {name for name, _ in self.flat.series}
+        registry = self.registry
+        ids: list[int] = []
+        values: list[float] = []
+        for j, (resource, row) in enumerate(zip(rs, rows.tolist(), strict=True)):
+            for name, value in resource.metrics.items():
+                key = ("metrics", envelope, row, name)
+                sid = registry.ids.get(key)
+                if sid is None:
+                    where = f"resources[{j}].metrics.{name}"
+                    if f"{prefix}_{name}" in own:
+                        raise InvalidRequest(
+                            f"{where}: {prefix}_{name} is a field of its own; send it there",
+                            field=where,
+                        )
+                    labels = {**parent_rows.labels[row], "__name__": f"{prefix}_{name}"}
+                    sid = registry.register(labels, where, key)
+                ids.append(sid)
+                values.append(value)
+        id_parts.append(np.array(ids, np.int64))
+        value_parts.append(np.array(values, np.float64))
+
+
+REQUEST_TYPES = {c.path: request_type(c) for c in COLLECTORS}
+
+
+def decoders(limits: IngestLimits) -> dict[str, HakonGoDecoder]:
+    return {c.path: HakonGoDecoder(c, limits) for c in COLLECTORS}

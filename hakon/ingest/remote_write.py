@@ -1,0 +1,225 @@
+"""Prometheus remote_write 1.0: a snappy-compressed protobuf `WriteRequest`.
+
+    WriteRequest { repeated TimeSeries timeseries = 1; repeated MetricMetadata metadata = 3; }
+    TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2;
+                   repeated Exemplar exemplars = 3; repeated Histogram histograms = 4; }
+    Label        { string name = 1; string value = 2; }
+    Sample       { double value = 1; int64 timestamp = 2; }
+
+Why the decoder looks the way it does: Prometheus sends one sample per
+`TimeSeries`, so the per-series cost is the per-sample cost, and Python cannot
+afford to walk each series' labels. The C protobuf runtime (upb) splits the
+request into one `bytes` per series. A series almost always ends in a single
+18-byte sample field (tag, length 16, a double, a 6-byte varint timestamp: any
+time between 1971 and 2109); the bytes before it are the label fields, which
+are the same in every request from the same sender. So the label bytes are the
+cache key, found with C-level `map`, and values and timestamps of all such
+series are decoded at once with numpy. A label prefix is parsed and validated
+when first seen (it must hold labels only); every other shape of series (more
+samples, exemplars, other field orders) takes the general path, which parses
+it fully.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from hakon.errors import InvalidRequest
+from hakon.ingest.limits import IngestLimits
+from hakon.ingest.series import SeriesRegistry, check_times
+from hakon.store.interface import SampleBatch
+
+
+def _build_messages() -> dict[str, Any]:
+    f = descriptor_pb2.FileDescriptorProto(name="hakon_remote_write.proto", package="hakon.rw")
+    f.syntax = "proto3"
+    T = descriptor_pb2.FieldDescriptorProto
+    rep, opt = T.LABEL_REPEATED, T.LABEL_OPTIONAL
+
+    def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
+        m = f.message_type.add(name=name)
+        for fname, number, label, ftype, type_name in fields:
+            fd = m.field.add(name=fname, number=number, label=label, type=ftype)
+            if type_name:
+                fd.type_name = type_name
+
+    message("Label", ("name", 1, opt, T.TYPE_STRING, ""), ("value", 2, opt, T.TYPE_STRING, ""))
+    message("Sample", ("value", 1, opt, T.TYPE_DOUBLE, ""), ("timestamp", 2, opt, T.TYPE_INT64, ""))
+    # The full series, for the general path. Exemplars and histograms are kept as
+    # raw bytes: they are counted, not stored.
+    message(
+        "TimeSeries",
+        ("labels", 1, rep, T.TYPE_MESSAGE, ".hakon.rw.Label"),
+        ("samples", 2, rep, T.TYPE_MESSAGE, ".hakon.rw.Sample"),
+        ("exemplars", 3, rep, T.TYPE_BYTES, ""),
+        ("histograms", 4, rep, T.TYPE_BYTES, ""),
+    )
+    # The request split into raw series: same wire format, bytes instead of messages.
+    message("RawWriteRequest", ("timeseries", 1, rep, T.TYPE_BYTES, ""))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"hakon.rw.{name}"))
+        for name in ("TimeSeries", "RawWriteRequest", "Label", "Sample")
+    }
+
+
+_MESSAGES = _build_messages()
+TimeSeries = _MESSAGES["TimeSeries"]
+RawWriteRequest = _MESSAGES["RawWriteRequest"]
+
+# The two shapes of a one-sample series' last field that the fast path knows:
+# (tail length, byte checks, offset of the double or None for 0.0, offset of the
+# 6-byte varint timestamp). proto3 omits a zero value, hence the second shape.
+_SHAPES = (
+    (18, ((0, 0x12), (1, 16), (2, 0x09), (11, 0x10)), 3, 12),
+    (9, ((0, 0x12), (1, 7), (2, 0x10)), None, 3),
+)
+_SHIFTS = np.arange(0, 42, 7, dtype=np.uint64)
+
+
+class RemoteWriteDecoder:
+    def __init__(self, limits: IngestLimits) -> None:
+        self.limits = limits
+        self.registry = SeriesRegistry(limits)
+        self.skipped_histograms = 0
+
+    def decode(self, body: bytes) -> SampleBatch:
+        try:
+            request = RawWriteRequest.FromString(body)
+        except DecodeError as exc:
+            raise InvalidRequest(f"body is not a valid WriteRequest: {exc}", field="body") from None
+        series = list(request.timeseries)
+        n = len(series)
+        self.limits.check_sample_count(n)
+        ids = np.empty(n, np.int64)
+        ts = np.empty(n, np.int64)
+        values = np.empty(n, np.float64)
+        pending = np.ones(n, bool)
+        for shape in _SHAPES:
+            if pending.any():
+                pending &= ~self._decode_shape(series, pending, shape, ids, ts, values)
+        extra: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        drop = np.zeros(n, bool)
+        for i in np.flatnonzero(pending).tolist():
+            sid_arr, ts_arr, v_arr = self._decode_series(series[i], i)
+            if len(ts_arr) == 1:
+                ids[i], ts[i], values[i] = sid_arr[0], ts_arr[0], v_arr[0]
+            else:
+                drop[i] = True
+                extra.append((sid_arr, ts_arr, v_arr))
+        if extra:
+            keep = ~drop
+            ids = np.concatenate([ids[keep], *(e[0] for e in extra)])
+            ts = np.concatenate([ts[keep], *(e[1] for e in extra)])
+            values = np.concatenate([values[keep], *(e[2] for e in extra)])
+            self.limits.check_sample_count(len(ts))
+        check_times(ts, self.limits, "timeseries.samples.timestamp")
+        return self.registry.batch(ids, ts, values)
+
+    def _decode_shape(
+        self,
+        series: list[bytes],
+        candidates: np.ndarray,
+        shape: tuple[int, tuple[tuple[int, int], ...], int | None, int],
+        ids: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+    ) -> np.ndarray:
+        """Decode the candidates ending in `shape`; return the mask of those done."""
+        tail_len, checks, value_at, ts_at = shape
+        n = len(series)
+        lengths = np.fromiter(map(len, series), np.int64, n)
+        idx = np.flatnonzero(candidates & (lengths > tail_len))
+        done = np.zeros(n, bool)
+        if not len(idx):
+            return done
+        chosen = series if len(idx) == n else [series[i] for i in idx.tolist()]
+        cut = operator.itemgetter(slice(-tail_len, None))
+        tails = np.frombuffer(b"".join(map(cut, chosen)), np.uint8).reshape(-1, tail_len)
+        ok = np.all(tails[:, ts_at : ts_at + 5] >= 0x80, axis=1)
+        ok &= (tails[:, ts_at + 5] < 0x80) & (tails[:, ts_at + 5] > 0)
+        for offset, expected in checks:
+            ok &= tails[:, offset] == expected
+        if not ok.all():
+            idx, tails = idx[ok], tails[ok]
+            chosen = [series[i] for i in idx.tolist()]
+        if not len(idx):
+            return done
+        prefixes = list(map(operator.itemgetter(slice(None, -tail_len)), chosen))
+        known = list(map(self.registry.ids.get, prefixes))
+        usable = np.ones(len(idx), bool)
+        if None in known:
+            for j, sid in enumerate(known):
+                if sid is None:
+                    found = self._register_prefix(prefixes[j], int(idx[j]))
+                    known[j] = 0 if found is None else found
+                    usable[j] = found is not None
+        if value_at is None:
+            values[idx] = 0.0
+        else:
+            values[idx] = (
+                np.ascontiguousarray(tails[:, value_at : value_at + 8]).view("<f8").ravel()
+            )
+        digits = (tails[:, ts_at : ts_at + 6] & 0x7F).astype(np.uint64)
+        ts[idx] = (digits << _SHIFTS).sum(axis=1).astype(np.int64)
+        ids[idx] = np.fromiter(known, np.int64, len(known))
+        done[idx[usable]] = True
+        return done
+
+    def _register_prefix(self, prefix: bytes, i: int) -> int | None:
+        """The id of a label-fields-only prefix (cached under its bytes), else None."""
+        try:
+            parsed = TimeSeries.FromString(prefix)
+        except DecodeError:
+            return None
+        if parsed.samples or parsed.exemplars or parsed.histograms:
+            return None
+        return self.registry.register(self._labels_of(parsed, i), f"timeseries[{i}].labels", prefix)
+
+    def _labels_of(self, parsed: Any, i: int) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for label in parsed.labels:
+            if label.name in labels:
+                raise InvalidRequest(
+                    f"timeseries[{i}].labels: duplicate label name {label.name!r}",
+                    field=f"timeseries[{i}].labels",
+                )
+            labels[label.name] = label.value
+        return labels
+
+    def _decode_series(self, raw: bytes, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        try:
+            parsed = TimeSeries.FromString(raw)
+        except DecodeError as exc:
+            raise InvalidRequest(
+                f"timeseries[{i}] is not a valid TimeSeries: {exc}", field=f"timeseries[{i}]"
+            ) from None
+        labels = self._labels_of(parsed, i)
+        sid = self.registry.register(labels, f"timeseries[{i}].labels")
+        if parsed.histograms:
+            self.skipped_histograms += len(parsed.histograms)
+        n = len(parsed.samples)
+        ts = np.fromiter((s.timestamp for s in parsed.samples), np.int64, n)
+        values = np.fromiter((s.value for s in parsed.samples), np.float64, n)
+        return np.full(n, sid, np.int64), ts, values
+
+
+def encode_write_request(series: list[tuple[dict[str, str], list[tuple[int, float]]]]) -> bytes:
+    """A WriteRequest as Prometheus encodes it (unsnappied): for tests and benchmarks."""
+    out = []
+    for labels, samples in series:
+        ts = TimeSeries()
+        for name, value in sorted(labels.items()):
+            ts.labels.add(name=name, value=value)
+        for t, v in samples:
+            ts.samples.add(timestamp=t, value=v)
+        out.append(ts.SerializeToString())
+    request = RawWriteRequest()
+    request.timeseries.extend(out)
+    return bytes(request.SerializeToString())

@@ -1,0 +1,121 @@
+"""Label sets already seen, and the columnar batch handed to the store.
+
+Hashing a label set (sort, encode, xxh64) costs microseconds; a dict lookup
+costs tens of nanoseconds. Each format keeps its own cheap key for a series
+(the raw label bytes of a remote_write series, a pod's identity tuple, ...)
+and resolves it here once. The store needs the labels only of series it has
+never seen, so the batch carries a lazy id -> labels lookup instead of a list
+built per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import overload
+
+import numpy as np
+
+from hakon.ingest.limits import IngestLimits
+from hakon.store.interface import SampleBatch
+from hakon.store.labels import Labels, canonical, series_id
+
+
+class _LabelsOf(Sequence[Labels]):
+    """`series_labels` of a batch: labels looked up by the batch's ids on demand."""
+
+    def __init__(self, ids: np.ndarray, registry: SeriesRegistry) -> None:
+        self._ids = ids
+        self._registry = registry
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, i: int) -> Labels: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Labels]: ...
+    def __getitem__(self, i: int | slice) -> Labels | Sequence[Labels]:
+        if isinstance(i, slice):
+            return [self._registry.labels_of(int(sid)) for sid in self._ids[i]]
+        return self._registry.labels_of(int(self._ids[i]))
+
+    def __iter__(self) -> Iterator[Labels]:
+        return (self._registry.labels_of(sid) for sid in self._ids.tolist())
+
+
+class SeriesRegistry:
+    """Per-format memory of series: cheap key -> id, id -> canonical labels.
+
+    Bounded: past `limits.series_cache_size` entries everything is forgotten at
+    once (a new generation) and rebuilt from the traffic; callers holding
+    derived caches compare `generation` to know when to drop theirs. The labels
+    of the previous generation stay reachable, so a request that straddles a
+    reset still finds every id it registered.
+    """
+
+    def __init__(self, limits: IngestLimits) -> None:
+        self.limits = limits
+        self.ids: dict[Hashable, int] = {}
+        self.labels_by_id: dict[int, Labels] = {}
+        self._previous: dict[int, Labels] = {}
+        self.generation = 0
+        self.lock = threading.Lock()
+
+    def register(self, labels: dict[str, str], where: str, key: Hashable = None) -> int:
+        """Validate a new label set and return its id (remembered under `key` if given)."""
+        self.limits.check_labels(labels, where)
+        canon = canonical(labels)
+        sid = series_id(canon)
+        if len(self.labels_by_id) >= self.limits.series_cache_size:
+            self.reset()
+        self.labels_by_id[sid] = canon
+        if key is not None:
+            self.ids[key] = sid
+        return sid
+
+    def reset(self) -> None:
+        # New dicts rather than clear(): batches built from the old ones keep them.
+        self.ids = {}
+        self._previous, self.labels_by_id = self.labels_by_id, {}
+        self.generation += 1
+
+    def labels_of(self, sid: int) -> Labels:
+        found = self.labels_by_id.get(sid)
+        return found if found is not None else self._previous[sid]
+
+    def add_checked(self, labels: dict[str, str]) -> int:
+        """Like `register`, for a label set whose names and sizes are already checked."""
+        canon = tuple(sorted(labels.items()))  # callers leave out empty values
+        sid = series_id(canon)
+        self.labels_by_id[sid] = canon
+        return sid
+
+    def batch(
+        self, sample_ids: np.ndarray, timestamps: np.ndarray, values: np.ndarray
+    ) -> SampleBatch:
+        ids = np.ascontiguousarray(sample_ids, dtype=np.int64)
+        return SampleBatch(
+            series_ids=ids,  # repeats allowed; the store registers each unknown id once
+            series_labels=_LabelsOf(ids, self),
+            sample_series=ids,
+            timestamps=np.ascontiguousarray(timestamps, dtype=np.int64),
+            values=np.ascontiguousarray(values, dtype=np.float64),
+        )
+
+
+def check_times(
+    timestamps: np.ndarray, limits: IngestLimits, where: str | Callable[[int], str]
+) -> None:
+    """Refuse the request if any timestamp lies outside the accepted window.
+
+    `where` names the field, or maps a sample's position to it (e.g. its line).
+    """
+    if not len(timestamps):
+        return
+    oldest, newest = limits.time_window()
+    bad = np.flatnonzero((timestamps < oldest) | (timestamps > newest))
+    if len(bad):
+        first = int(bad[0])
+        label = where if isinstance(where, str) else where(first)
+        limits.check_timestamp(int(timestamps[first]), label)

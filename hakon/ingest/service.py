@@ -1,0 +1,102 @@
+"""The ingest path as one object: a decoder per format, admission control, the append.
+
+Knows nothing of HTTP: it takes bytes and parameters, returns batches and
+raises `hakon.errors` types. Admission bounds the samples accepted but not
+yet durable; past the bound a write is refused at once (Unavailable with a
+retry hint) instead of queueing without limit, so memory stays bounded and
+senders back off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import msgspec
+
+from hakon.config import Settings
+from hakon.errors import Unavailable
+from hakon.ingest.collectors import COLLECTORS
+from hakon.ingest.edge import EdgeDecoder, NodeMetrics
+from hakon.ingest.exposition import ExpositionDecoder
+from hakon.ingest.hakongo import REQUEST_TYPES, HakonGoDecoder, decoders
+from hakon.ingest.influx import InfluxDecoder
+from hakon.ingest.limits import IngestLimits
+from hakon.ingest.remote_write import RemoteWriteDecoder
+from hakon.store.engine import Store
+from hakon.store.interface import SampleBatch
+
+
+def limits_from(settings: Settings) -> IngestLimits:
+    return IngestLimits(
+        max_body_bytes=settings.ingest_max_body_bytes,
+        max_decoded_bytes=settings.ingest_max_decoded_bytes,
+        max_samples=settings.ingest_max_samples,
+        max_labels=settings.ingest_max_labels,
+        max_label_name_length=settings.ingest_max_label_name_length,
+        max_label_value_length=settings.ingest_max_label_value_length,
+        max_future_ms=int(settings.max_future * 1000),
+        retention_ms=int(settings.retention_raw * 1000),
+        series_cache_size=settings.ingest_series_cache_size,
+    )
+
+
+class Ingest:
+    def __init__(self, store: Store, limits: IngestLimits, max_pending_samples: int) -> None:
+        self.store = store
+        self.limits = limits
+        self.hakongo: dict[str, HakonGoDecoder] = decoders(limits)
+        self.edge = EdgeDecoder(limits)
+        self.remote_write = RemoteWriteDecoder(limits)
+        self.exposition = ExpositionDecoder(limits)
+        self.influx = InfluxDecoder(limits)
+        self.max_pending = max_pending_samples
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pending_samples(self) -> int:
+        return self._pending
+
+    def check_capacity(self) -> None:
+        """Refuse early (before reading a body) when already past the bound."""
+        if self._pending >= self.max_pending:
+            raise self._overloaded()
+
+    async def append(self, batch: SampleBatch) -> None:
+        """Return once the batch is durable; Unavailable if too much is in flight."""
+        n = len(batch)
+        if not n:
+            return
+        with self._lock:
+            if self._pending and self._pending + n > self.max_pending:
+                raise self._overloaded()
+            self._pending += n
+        try:
+            await asyncio.wrap_future(self.store.submit(batch))
+        finally:
+            with self._lock:
+                self._pending -= n
+
+    def _overloaded(self) -> Unavailable:
+        return Unavailable(
+            f"ingest is at capacity ({self._pending} samples waiting to be made durable); "
+            "retry shortly",
+            retry_after=1,
+            details={"pending_samples": self._pending, "limit": self.max_pending},
+        )
+
+
+def request_schemas() -> dict[str, Any]:
+    """JSON Schemas of the JSON ingest bodies, for the OpenAPI document's components."""
+    types = [REQUEST_TYPES[c.path] for c in COLLECTORS] + [NodeMetrics]
+    _, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    for schema in components.values():
+        for prop in schema.get("properties", {}).values():
+            default = prop.get("default")
+            if isinstance(default, float) and default != default:
+                del prop["default"]  # NaN stands for "not sent"; JSON has no NaN
+    return components
