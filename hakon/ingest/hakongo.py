@@ -15,6 +15,7 @@ as NaN (JSON cannot carry NaN) and are masked out.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Hashable, Sequence
 from datetime import datetime
@@ -118,11 +119,17 @@ def request_type(collector: Collector) -> type:
 def validation_error(exc: msgspec.MsgspecError) -> InvalidRequest:
     """msgspec's "... - at `$.resources[3].x`" as our error naming the JSON path."""
     text = str(exc)
-    if isinstance(exc, msgspec.ValidationError) and " - at `$" in text:
-        what, _, where = text.rpartition(" - at `")
-        path = where.rstrip("`").removeprefix("$").removeprefix(".") or "body"
+    found = _AT_PATH.search(text) if isinstance(exc, msgspec.ValidationError) else None
+    if found is not None:
+        path = found.group(2).removeprefix(".") or "body"
+        what = text[: found.start()] + (" (in a key)" if found.group(1) else "")
         return InvalidRequest(f"{path}: {what}", field=path)
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidRequest(f"body: {text}", field="body")
     return InvalidRequest(f"body is not valid JSON: {text}", field="body")
+
+
+_AT_PATH = re.compile(r" - at `(key` in `)?\$([^`]*)`$")
 
 
 class _Rows:
