@@ -1,0 +1,214 @@
+"""Ingest against a real `hakon serve`: binding, limits, atomicity, durability, overload."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from serverproc import HakonProcess
+
+from hakon.auth.secret import read_secret
+from hakon.auth.tokens import TokenAuthority
+from hakon.errors import Unavailable
+from hakon.ingest.limits import IngestLimits
+from hakon.ingest.service import Ingest
+from hakon.store.catalog import Catalog
+from hakon.store.engine import Store
+from hakon.store.interface import SampleBatch
+
+
+def _pods(cluster: str, n: int, **extra: object) -> dict:
+    return {
+        "cluster_id": cluster,
+        "context": {"name": cluster, "provider": {"name": "aws", "region": "eu-west-1"}},
+        "collected_at": datetime.now(UTC).isoformat(),
+        "resources": [
+            {"namespace": "ns", "name": f"p{i}", "cpu_usage_cores": 0.1 * i, "restarts_total": i}
+            for i in range(n)
+        ],
+        **extra,
+    }
+
+
+def _token(data_dir: Path, **binding: str) -> dict[str, str]:
+    token, _ = TokenAuthority(read_secret(data_dir)).mint(
+        subject="agent", scopes=["metrics:write"], ttl_seconds=600, **binding
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _stored_samples(proc: HakonProcess) -> int:
+    token, _ = TokenAuthority(read_secret(proc.data_dir)).mint(
+        subject="admin", scopes=["admin"], ttl_seconds=600
+    )
+    admin = {"Authorization": f"Bearer {token}"}
+    return httpx.get(proc.url + "/api/v1/admin/storage", headers=admin).json()["samples"]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("ingest") / "data"
+    proc = HakonProcess(data, "--ingest-max-body-bytes", "65536").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_a_cluster_bound_token_writes_only_its_cluster(small: HakonProcess) -> None:
+    url = small.url + "/api/v1/hakongo/pods"
+    bound = _token(small.data_dir, cluster_id="c-a")
+    assert httpx.post(url, json=_pods("c-a", 2), headers=bound).status_code == 200
+    denied = httpx.post(url, json=_pods("c-b", 2), headers=bound)
+    assert denied.status_code == 403 and denied.json()["error"]["details"]["field"] == "cluster_id"
+    for route in (
+        "/api/v1/write",
+        "/api/v1/import/prometheus",
+        "/write",
+        "/api/v1/metrics/nodes/x",
+    ):
+        assert httpx.post(small.url + route, content=b"m 1", headers=bound).status_code == 403
+
+
+def test_a_node_bound_token_writes_only_its_node(small: HakonProcess) -> None:
+    bound = _token(small.data_dir, node_id="edge-1")
+    body = {"timestamp": datetime.now(UTC).isoformat(), "cpu_usage": 12.5}
+    ok = httpx.post(small.url + "/api/v1/metrics/nodes/edge-1", json=body, headers=bound)
+    assert ok.status_code == 200 and ok.json()["success"] is True
+    other = httpx.post(small.url + "/api/v1/metrics/nodes/edge-2", json=body, headers=bound)
+    assert other.status_code == 403
+    pods = httpx.post(small.url + "/api/v1/hakongo/pods", json=_pods("c-a", 1), headers=bound)
+    assert pods.status_code == 403
+
+
+def test_oversized_bodies_get_413_declared_or_streamed(small: HakonProcess) -> None:
+    headers = {**_token(small.data_dir), "content-type": "text/plain"}
+    before = _stored_samples(small)
+    body = b"".join(b"m_%d 1\n" % i for i in range(20_000))  # > 64 KiB
+    declared = httpx.post(small.url + "/api/v1/import/prometheus", content=body, headers=headers)
+    assert declared.status_code == 413
+    assert declared.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+    def chunks():  # no Content-Length: the bound applies while reading
+        for i in range(0, len(body), 4096):
+            yield body[i : i + 4096]
+
+    streamed = httpx.post(
+        small.url + "/api/v1/import/prometheus", content=chunks(), headers=headers
+    )
+    assert streamed.status_code == 413
+    bomb = gzip.compress(body)  # under the wire limit; inflated size has its own limit
+    assert len(bomb) < 65536
+    inflated = httpx.post(
+        small.url + "/api/v1/import/prometheus",
+        content=bomb,
+        headers={**headers, "content-encoding": "gzip"},
+    )
+    assert inflated.status_code == 204
+    assert _stored_samples(small) == before + 20_000
+
+
+def test_a_request_with_a_bad_last_resource_leaves_no_trace(small: HakonProcess) -> None:
+    headers = _token(small.data_dir)
+    payload = _pods("c-atomic", 50)
+    payload["resources"][-1]["memory_working_set_bytes"] = "lots"
+    before = _stored_samples(small)
+    response = httpx.post(small.url + "/api/v1/hakongo/pods", json=payload, headers=headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["details"]["field"] == "resources[49].memory_working_set_bytes"
+    assert _stored_samples(small) == before
+
+
+def test_acknowledged_samples_survive_kill_9(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = HakonProcess(data).start()
+    headers = _token(data)
+    accepted = 0
+    for batch in range(5):
+        lines = "".join(f"cpu,host=h{batch} v{i}={i}\n" for i in range(100))
+        r = httpx.post(proc.url + "/write", content=lines, headers=headers)
+        assert r.status_code == 204
+        accepted += 100
+        r = httpx.post(
+            proc.url + "/api/v1/hakongo/pods", json=_pods(f"c{batch}", 10), headers=headers
+        )
+        accepted += r.json()["accepted_samples"]
+    proc.stop(signal.SIGKILL)
+    restarted = HakonProcess(data).start()
+    try:
+        assert _stored_samples(restarted) == accepted
+    finally:
+        restarted.stop()
+
+
+def test_past_the_pending_bound_writes_are_refused_at_once(tmp_path: Path) -> None:
+    catalog = Catalog.open_in(tmp_path)
+    store = Store(tmp_path, catalog).open()
+    try:
+        ingest = Ingest(store, IngestLimits(), max_pending_samples=1000)
+        now = int(time.time() * 1000)
+
+        def batch(n: int, at: int = now) -> SampleBatch:
+            labels = [{"__name__": "m", "i": str(i)} for i in range(n)]
+            return SampleBatch.from_series(labels, np.arange(n), [at] * n, np.ones(n))
+
+        async def three_at_once() -> list[object]:
+            return await asyncio.gather(
+                *(ingest.append(batch(600)) for _ in range(3)), return_exceptions=True
+            )
+
+        outcomes = asyncio.run(three_at_once())
+        refused = [o for o in outcomes if isinstance(o, Unavailable)]
+        assert len(refused) == 2 and outcomes[0] is None
+        assert refused[0].retry_after == 1
+        assert ingest.pending_samples == 0
+        asyncio.run(ingest.append(batch(600, now + 1)))  # once drained, writes go through again
+        assert store.stats()["samples"] == 1200  # the admitted batch and the later one
+    finally:
+        store.close()
+        catalog.close()
+
+
+def test_overload_is_a_503_with_retry_after_over_http(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with HakonProcess(data, "--ingest-max-pending-samples", "1000") as proc:
+        headers = _token(data)
+
+        async def flood() -> list[int]:
+            async with httpx.AsyncClient(base_url=proc.url, headers=headers) as client:
+                responses = await asyncio.gather(
+                    *(
+                        client.post("/api/v1/hakongo/pods", json=_pods(f"c{i}", 200))
+                        for i in range(16)
+                    )
+                )
+            for r in responses:
+                if r.status_code == 503:
+                    assert r.headers["retry-after"] == "1"
+                    assert r.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+            return [r.status_code for r in responses]
+
+        statuses = asyncio.run(flood())
+        assert set(statuses) <= {200, 503} and 200 in statuses
+        accepted = statuses.count(200) * 400
+        assert _stored_samples(proc) == accepted
+
+
+def test_json_error_bodies_name_the_field(small: HakonProcess) -> None:
+    headers = _token(small.data_dir)
+    body = json.dumps(_pods("c-x", 1) | {"collected_at": "yesterday"})
+    r = httpx.post(
+        small.url + "/api/v1/hakongo/nodes",
+        content=body,
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "collected_at"
