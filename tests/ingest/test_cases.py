@@ -111,8 +111,9 @@ def _stored(runtime: Runtime) -> dict[tuple[tuple[str, str], ...], list[tuple[in
         return {}
     samples = store.read(np.array(list(series)), 0, 2**62)
     out: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
-    for sid, ts, v in zip(samples.series.tolist(), samples.timestamps.tolist(),
-                          samples.values.tolist(), strict=True):  # fmt: skip
+    for sid, ts, v in zip(
+        samples.series.tolist(), samples.timestamps.tolist(), samples.values.tolist(), strict=True
+    ):
         out.setdefault(series[sid], []).append((ts, v))
     return out
 
