@@ -52,6 +52,8 @@ class IngestLimits:
                 field=where,
             )
         for key, value in labels.items():
+            if not value:
+                continue  # an empty value means "no such label": it is dropped, not checked
             if key != "__name__" and (not LABEL_NAME_RE.match(key) or key.startswith("__")):
                 raise InvalidRequest(
                     f"{where}: invalid label name {key[:200]!r} (must match "

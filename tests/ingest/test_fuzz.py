@@ -111,7 +111,7 @@ label_text = st.text(st.characters(codec="utf-8"), max_size=12)
     st.lists(
         st.tuples(
             st.dictionaries(
-                st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), label_text, max_size=4
+                st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), label_text, max_size=4
             ),
             st.lists(st.floats(allow_nan=False), min_size=1, max_size=3),
         ),
