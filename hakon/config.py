@@ -246,6 +246,12 @@ class Settings:
         "Samples accepted but not yet durable, across all requests; past it ingest "
         "answers 503 with Retry-After so senders back off.",
     )
+    ingest_max_concurrent_requests: int = _setting(
+        64,
+        _int_between(1, 100_000),
+        "Ingest requests served at once; past it ingest answers 503 with Retry-After "
+        "before reading the body, so overload costs neither memory nor latency.",
+    )
     ingest_series_cache_size: int = _setting(
         2_000_000,
         _int_between(1000, 10**9),

@@ -81,7 +81,10 @@ class Runtime:
             self._store = Store(self.settings.data_dir, self.catalog, store_options(self.settings))
             self._store.open()
             self._ingest = Ingest(
-                self._store, limits_from(self.settings), self.settings.ingest_max_pending_samples
+                self._store,
+                limits_from(self.settings),
+                self.settings.ingest_max_pending_samples,
+                self.settings.ingest_max_concurrent_requests,
             )
         except BaseException as exc:
             self.open_error = exc

@@ -10,7 +10,9 @@ senders back off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -43,7 +45,15 @@ def limits_from(settings: Settings) -> IngestLimits:
 
 
 class Ingest:
-    def __init__(self, store: Store, limits: IngestLimits, max_pending_samples: int) -> None:
+    """Decoders for every format, plus the two admission bounds (requests and samples)."""
+
+    def __init__(
+        self,
+        store: Store,
+        limits: IngestLimits,
+        max_pending_samples: int,
+        max_concurrent_requests: int = 64,
+    ) -> None:
         self.store = store
         self.limits = limits
         self.hakongo: dict[str, HakonGoDecoder] = decoders(limits)
@@ -52,8 +62,27 @@ class Ingest:
         self.exposition = ExpositionDecoder(limits)
         self.influx = InfluxDecoder(limits)
         self.max_pending = max_pending_samples
+        self.max_concurrent = max_concurrent_requests
         self._pending = 0
+        self._active = 0
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Hold one of the concurrent-request slots for a whole request, or refuse at once."""
+        with self._lock:
+            if self._active >= self.max_concurrent:
+                raise Unavailable(
+                    f"ingest is serving {self._active} requests already; retry shortly",
+                    retry_after=1,
+                    details={"active_requests": self._active, "limit": self.max_concurrent},
+                )
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
 
     @property
     def pending_samples(self) -> int:

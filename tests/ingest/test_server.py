@@ -212,3 +212,19 @@ def test_json_error_bodies_name_the_field(small: HakonProcess) -> None:
         headers={**headers, "content-type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "collected_at"
+
+
+def test_past_the_request_bound_ingest_refuses_before_reading(tmp_path: Path) -> None:
+    catalog = Catalog.open_in(tmp_path)
+    store = Store(tmp_path, catalog).open()
+    try:
+        ingest = Ingest(store, IngestLimits(), max_pending_samples=10**6, max_concurrent_requests=2)
+        with ingest.request(), ingest.request():
+            with pytest.raises(Unavailable) as refused, ingest.request():
+                pass
+            assert refused.value.details == {"active_requests": 2, "limit": 2}
+        with ingest.request():  # slots come back when requests end, failed or not
+            pass
+    finally:
+        store.close()
+        catalog.close()

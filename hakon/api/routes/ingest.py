@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,13 @@ class IngestResult(BaseModel):
 class NodeMetricsResult(BaseModel):
     success: bool
     recorded_at: datetime
+
+
+async def ingest_slot(request: Request) -> AsyncIterator[Ingest]:
+    """The ingest service, holding a concurrent-request slot for the request's duration."""
+    ingest = runtime_of(request).ingest
+    with ingest.request():
+        yield ingest
 
 
 def _media_type(request: Request, allowed: tuple[str, ...]) -> str:
@@ -109,9 +116,10 @@ def _binary_body(media: str, description: str) -> dict[str, Any]:
 
 def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult]]:
     async def ingest_collector(
-        request: Request, claims: TokenClaims = Depends(write_scope)
+        request: Request,
+        claims: TokenClaims = Depends(write_scope),
+        ingest: Ingest = Depends(ingest_slot),
     ) -> IngestResult:
-        ingest = runtime_of(request).ingest
         _media_type(request, JSON_TYPES)
         body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
         decoder = ingest.hakongo[collector.path]
@@ -168,6 +176,7 @@ async def ingest_node_metrics(
     request: Request,
     node_id: str = Path(min_length=1, max_length=253),
     claims: TokenClaims = Depends(write_scope),
+    ingest: Ingest = Depends(ingest_slot),
 ) -> NodeMetricsResult:
     if claims.cluster_id or (claims.node_id and claims.node_id != node_id):
         bound = f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
@@ -175,7 +184,6 @@ async def ingest_node_metrics(
             f"this token is bound to {bound} and may not write metrics of node {node_id!r}",
             details={"field": "node_id", "node_id": node_id},
         )
-    ingest = runtime_of(request).ingest
     _media_type(request, JSON_TYPES)
     body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
     recorded_at, batch = await _off_loop(ingest.edge.decode, node_id, body)
@@ -190,9 +198,12 @@ async def ingest_node_metrics(
     summary="Prometheus remote_write 1.0 (snappy-compressed protobuf WriteRequest)",
     openapi_extra=_binary_body("application/x-protobuf", "A snappy block-compressed WriteRequest."),
 )
-async def remote_write(request: Request, claims: TokenClaims = Depends(write_scope)) -> Response:
+async def remote_write(
+    request: Request,
+    claims: TokenClaims = Depends(write_scope),
+    ingest: Ingest = Depends(ingest_slot),
+) -> Response:
     _unbound(claims, "remote_write series")
-    ingest = runtime_of(request).ingest
     _media_type(request, ("", "application/x-protobuf", "application/octet-stream"))
     encoding = request.headers.get("content-encoding", "snappy").strip().lower()
     if encoding != "snappy":
@@ -222,9 +233,9 @@ async def import_prometheus(
         "or RFC 3339. Default: now.",
     ),
     claims: TokenClaims = Depends(write_scope),
+    ingest: Ingest = Depends(ingest_slot),
 ) -> Response:
     _unbound(claims, "imported series")
-    ingest = runtime_of(request).ingest
     media = _media_type(request, (*TEXT_TYPES, OPENMETRICS))
     default_ts = _parse_timestamp(timestamp) if timestamp else int(time.time() * 1000)
     body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
@@ -249,9 +260,10 @@ def _parse_timestamp(text: str) -> int:
     return round(parsed.timestamp() * 1000)
 
 
-async def _influx(request: Request, claims: TokenClaims, precision: str, db: str) -> Response:
+async def _influx(
+    request: Request, claims: TokenClaims, ingest: Ingest, precision: str, db: str
+) -> Response:
     _unbound(claims, "Influx series")
-    ingest = runtime_of(request).ingest
     _media_type(request, TEXT_TYPES)
     body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
     now_ms = int(time.time() * 1000)
@@ -275,8 +287,9 @@ async def influx_v1_write(
     precision: str = Query("ns", description="n/ns, u/us, ms, s, m or h."),
     db: str = Query("", max_length=256, description="Added as label `db`."),
     claims: TokenClaims = Depends(write_scope),
+    ingest: Ingest = Depends(ingest_slot),
 ) -> Response:
-    return await _influx(request, claims, precision, db)
+    return await _influx(request, claims, ingest, precision, db)
 
 
 @router.post(
@@ -292,5 +305,6 @@ async def influx_v2_write(
     bucket: str = Query("", max_length=256, description="Added as label `db`."),
     org: str = Query("", max_length=256, description="Accepted and ignored."),
     claims: TokenClaims = Depends(write_scope),
+    ingest: Ingest = Depends(ingest_slot),
 ) -> Response:
-    return await _influx(request, claims, precision, bucket)
+    return await _influx(request, claims, ingest, precision, bucket)
