@@ -60,7 +60,7 @@ def test_prometheus_remote_write_lands_in_hakon(tmp_path: Path) -> None:
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(CONFIG.format(hakon_port=hakon.port, token=_mint(data, "metrics:write")))
-    log = open(tmp_path / "prometheus.log", "wb")
+    log = (tmp_path / "prometheus.log").open("wb")  # closed in the finally below
     prom = subprocess.Popen(
         [
             PROMETHEUS,
