@@ -31,8 +31,10 @@ from hakon.ingest.collectors import COLLECTORS, ENVELOPE_LABELS, Collector, Kind
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.series import SeriesRegistry, check_times
 from hakon.store.interface import SampleBatch
+from hakon.store.labels import METRIC_NAME, Labels, encode_pair, id_of_encoded
 
 _NAN = math.nan
+_BOOL_VALUE = {True: 1.0, False: 0.0, None: _NAN}
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 MetricKey = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)]
 
@@ -144,6 +146,17 @@ class _Rows:
         self.index: dict[Hashable, int] = {}
         self.ids = np.zeros((64, width), np.int64)
         self.labels: list[dict[str, str]] = []
+        self._encoded: list[tuple[Labels, bytes] | None] = []
+
+    def encoded(self, row: int) -> tuple[Labels, bytes] | None:
+        """A row's sorted label pairs and their encoding; None if a name sorts before __name__."""
+        found = self._encoded[row]
+        if found is None:
+            pairs = tuple(sorted(self.labels[row].items()))
+            if pairs and pairs[0][0] < METRIC_NAME:
+                return None
+            found = self._encoded[row] = (pairs, b"".join(map(encode_pair, pairs)))
+        return found
 
     def add(self, key: Hashable, labels: dict[str, str]) -> int:
         """A new row; its ids stay 0 until each series first has a value."""
@@ -153,6 +166,7 @@ class _Rows:
             grown[:row] = self.ids
             self.ids = grown
         self.labels.append(labels)
+        self._encoded.append(None)
         self.index[key] = row  # published last: readers find the row only once it is filled
         return row
 
@@ -166,11 +180,19 @@ class _KindFlattener:
         self.path = path  # JSON path of the list, e.g. "resources"
         self.series = kind.series_names()
         self.width = len(self.series)
+        self.name_pairs = [(METRIC_NAME, name) for name, _ in self.series]
+        self.name_encoded = [encode_pair(pair) for pair in self.name_pairs]
+        self.extra_labels = 1 + any(state is not None for _, state in self.series)
         fields = [i.field for i in kind.identity]
         self.key_of = attrgetter(*fields)
         self.numbers_of = attrgetter(*(n.field for n in kind.numbers))
+        # Enum codes map the value to its column (None, not sent, to -1); msgspec has
+        # already refused values outside the enum.
         self.states = [
-            (attrgetter(s.field), {v: i for i, v in enumerate(s.values)} if s.values else None)
+            (
+                attrgetter(s.field),
+                {**{v: i for i, v in enumerate(s.values)}, None: -1} if s.values else None,
+            )
             for s in kind.states
         ]
         self.child = _KindFlattener(kind.child, registry, kind.child_field) if kind.child else None
@@ -178,33 +200,34 @@ class _KindFlattener:
         self.child_name_of = attrgetter(kind.child.identity[0].field) if kind.child else None
 
     def values(self, rs: list[Any]) -> np.ndarray:
+        """n x width matrix of the resources' values; NaN where a field was not sent."""
         n, k = len(rs), len(self.kind.numbers)
-        parts = [
-            np.fromiter(chain.from_iterable(map(self.numbers_of, rs)), np.float64, n * k).reshape(
-                n, k
-            )
-        ]
+        out = np.empty((n, self.width), np.float64)
+        out[:, :k] = np.fromiter(
+            chain.from_iterable(map(self.numbers_of, rs)), np.float64, n * k
+        ).reshape(n, k)
+        col = k
         for getter, codes in self.states:
             raw = list(map(getter, rs))
-            if codes is None:
-                col = (
-                    np.array([_NAN if v is None else float(v) for v in raw])
-                    if None in raw
-                    else np.array(raw, np.float64)
-                )
-                parts.append(col.reshape(n, 1))
+            width = 1 if codes is None else len(codes) - 1  # codes include None
+            if raw.count(None) == n:
+                out[:, col : col + width] = _NAN
+            elif codes is None:
+                out[:, col] = np.fromiter(map(_BOOL_VALUE.__getitem__, raw), np.float64, n)
             else:
-                idx = np.fromiter((codes.get(v, -1) for v in raw), np.int64, n)
-                onehot = (idx[:, None] == np.arange(len(codes))).astype(np.float64)
-                onehot[idx < 0] = _NAN
-                parts.append(onehot)
-        return np.hstack(parts) if len(parts) > 1 else parts[0]
+                idx = np.fromiter(map(codes.__getitem__, raw), np.int64, n)
+                block = (idx[:, None] == np.arange(width)).astype(np.float64)
+                block[idx < 0] = _NAN
+                out[:, col : col + width] = block
+            col += width
+        return out
 
     def ids_for(self, rows: _Rows, row_of: np.ndarray, values: np.ndarray) -> np.ndarray:
         ids = rows.ids[row_of]
         need = (ids == 0) & ~np.isnan(values)
         if need.any():
-            self.fill_ids(rows, row_of, ids, need)
+            self.fill_ids(rows, row_of, need)
+            ids = rows.ids[row_of]
         return ids
 
     def rows(
@@ -229,34 +252,49 @@ class _KindFlattener:
     def _add(
         self, rows: _Rows, key: Hashable, parent: dict[str, str], resource: Any, where: str
     ) -> int:
-        """A new resource: check its labels now; its series get ids when they get values."""
+        """A new resource: check its labels now; its series get ids when they get values.
+
+        Label names all come from the collector table (valid by construction), so only
+        the count and the values' lengths need checking.
+        """
         labels = dict(parent)
         for ident in self.kind.identity:
             value = getattr(resource, ident.field)
             if value:
                 labels[ident.label] = value
-        longest = max(self.series, key=lambda s: len(s[0]) + (len(s[1][0]) if s[1] else 0))
-        probe = {**labels, "__name__": longest[0]}
-        if longest[1] is not None:
-            probe[longest[1][0]] = longest[1][1]
-        self.registry.limits.check_labels(probe, where)
+        self.registry.limits.check_sizes(labels, self.extra_labels, where)
         return rows.add(key, labels)
 
-    def fill_ids(self, rows: _Rows, row_of: np.ndarray, ids: np.ndarray, need: np.ndarray) -> None:
-        """Give ids to the series that have a value now but none yet (`ids` is 0 there)."""
-        registry = self.registry
-        with registry.lock:
-            for j, c in np.argwhere(need).tolist():
+    def fill_ids(self, rows: _Rows, row_of: np.ndarray, need: np.ndarray) -> None:
+        """Give ids to the series that have a value now but none yet (their id is 0)."""
+        labels_by_id = self.registry.labels_by_id
+        with self.registry.lock:
+            for j in np.flatnonzero(need.any(axis=1)).tolist():
                 row = int(row_of[j])
-                sid = int(rows.ids[row, c])
-                if sid == 0:
-                    name, state = self.series[c]
-                    labels = {**rows.labels[row], "__name__": name}
-                    if state is not None:
-                        labels[state[0]] = state[1]
-                    sid = registry.add_checked(labels)
-                    rows.ids[row, c] = sid
-                ids[j, c] = sid
+                cols = [c for c in np.flatnonzero(need[j]).tolist() if not rows.ids[row, c]]
+                base = rows.encoded(row)
+                if base is None:
+                    rows.ids[row, cols] = [self._series_id_slow(rows, row, c) for c in cols]
+                    continue
+                # `__name__` sorts before every lowercase label name, so the canonical
+                # form is the name pair followed by the resource's sorted pairs.
+                pairs, encoded = base
+                sids = []
+                for c in cols:
+                    if self.series[c][1] is None:
+                        sid = id_of_encoded(self.name_encoded[c] + encoded)
+                        labels_by_id[sid] = (self.name_pairs[c], *pairs)
+                    else:
+                        sid = self._series_id_slow(rows, row, c)
+                    sids.append(sid)
+                rows.ids[row, cols] = sids
+
+    def _series_id_slow(self, rows: _Rows, row: int, c: int) -> int:
+        name, state = self.series[c]
+        labels = {**rows.labels[row], METRIC_NAME: name}
+        if state is not None:
+            labels[state[0]] = state[1]
+        return self.registry.add_checked(labels)
 
 
 class HakonGoDecoder:
@@ -285,6 +323,7 @@ class HakonGoDecoder:
         ctx = request.context
         envelope = (request.cluster_id, ctx.name, ctx.provider.name, ctx.provider.region)
         base = {k: v for k, v in zip(ENVELOPE_LABELS, envelope, strict=True) if v}
+        self.limits.check_sizes(base, 0, "context")
         ts_ms = int(request.collected_at.timestamp() * 1000)
         check_times(np.array([ts_ms]), self.limits, "collected_at")
         rs = request.resources

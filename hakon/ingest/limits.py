@@ -73,6 +73,22 @@ class IngestLimits:
                     field=where,
                 )
 
+    def check_sizes(self, labels: dict[str, str], extra: int, where: str) -> None:
+        """Label count and value lengths only, for labels whose names are known to be valid."""
+        if len(labels) + extra > self.max_labels:
+            raise InvalidRequest(
+                f"{where}: {len(labels) + extra} labels; at most {self.max_labels} are allowed "
+                "per series",
+                field=where,
+            )
+        for key, value in labels.items():
+            if len(value) > self.max_label_value_length:
+                raise InvalidRequest(
+                    f"{where}: value of label {key!r} is {len(value)} characters; at most "
+                    f"{self.max_label_value_length} are allowed",
+                    field=where,
+                )
+
     def time_window(self, now_ms: int | None = None) -> tuple[int, int]:
         """The oldest and newest timestamps (ms) a sample may carry now."""
         now = int(time.time() * 1000) if now_ms is None else now_ms

@@ -598,6 +598,7 @@ class Store:
                 return
             try:
                 self.head.seal_pending(lambda: self._stopping)
+                self.index.index_pending()
                 head = self.head
                 age = time.time() - head.first_insert if head.first_insert else 0.0
                 if head.samples >= self.options.head_max_samples or (

@@ -20,9 +20,12 @@ class SeriesIndex:
     def __init__(self) -> None:
         self._labels: dict[int, Labels] = {}
         self._postings: dict[str, dict[str, list[int]]] = {}
-        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        # Each distinct (name, value) pair once: the interned pair and its postings list
+        # (the same list object `_postings[name][value]` holds).
+        self._pairs: dict[tuple[str, str], tuple[tuple[str, str], list[int]]] = {}
         self._sorted_ids = np.empty(0, dtype=np.int64)
         self._recent: set[int] = set()
+        self._unindexed: list[int] = []
         self._lock = threading.Lock()
         # Digests of id arrays already found fully known: agents send the same series
         # every scrape, so most batches are answered by one hash of their id bytes.
@@ -38,18 +41,42 @@ class SeriesIndex:
         return self._labels[sid]
 
     def add(self, ids: Iterable[int], label_sets: Iterable[Labels]) -> None:
+        """Record new series; their postings are built later, off the write path.
+
+        A cluster's first payload registers thousands of series at once, and the
+        writer is waiting on it. Postings (and label interning) are deferred to
+        the next read or maintenance round (`index_pending`).
+        """
+        known, recent = self._labels, self._recent
         with self._lock:
             for sid, labels in zip(ids, label_sets, strict=True):
                 sid = int(sid)
-                if sid in self._labels:
+                if sid in known:
                     continue
-                interned = tuple(self._pairs.setdefault(pair, pair) for pair in labels)
-                self._labels[sid] = interned
-                for name, value in interned:
-                    self._postings.setdefault(name, {}).setdefault(value, []).append(sid)
-                self._recent.add(sid)
+                known[sid] = labels
+                self._unindexed.append(sid)
+                recent.add(sid)
             if len(self._recent) > 50_000:
                 self._fold_recent()
+
+    def index_pending(self) -> None:
+        with self._lock:
+            self._index_pending()
+
+    def _index_pending(self) -> None:
+        """Build postings for series added since the last call (the caller holds the lock)."""
+        pairs, known = self._pairs, self._labels
+        for sid in self._unindexed:
+            interned = []
+            for pair in known[sid]:
+                entry = pairs.get(pair)
+                if entry is None:
+                    entry = pairs[pair] = (pair, [])
+                    self._postings.setdefault(pair[0], {})[pair[1]] = entry[1]
+                entry[1].append(sid)
+                interned.append(entry[0])
+            known[sid] = tuple(interned)
+        self._unindexed = []
 
     def _fold_recent(self) -> None:
         fresh = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
@@ -89,19 +116,23 @@ class SeriesIndex:
         """Ids and labels of the series matching every matcher."""
         positive: list[set[int]] = []
         filters: list[Matcher] = []
-        for m in matchers:
-            if m.matches_empty:
-                filters.append(m)
-                continue
-            values = self._postings.get(m.name, {})
-            if m.op == "=":
-                ids = set(values.get(m.value, ()))
-            else:
-                ids = set()
-                for value, posting in values.items():
-                    if m.matches(value):
-                        ids.update(posting)
-            positive.append(ids)
+        with self._lock:
+            self._index_pending()
+            for m in matchers:
+                if m.matches_empty:
+                    filters.append(m)
+                    continue
+                values = self._postings.get(m.name, {})
+                if m.op == "=":
+                    ids = set(values.get(m.value, ()))
+                else:
+                    ids = set()
+                    for value, posting in values.items():
+                        if m.matches(value):
+                            ids.update(posting)
+                positive.append(ids)
+            if not positive:
+                candidates = set(self._labels)
         if positive:
             positive.sort(key=len)
             candidates = positive[0]
@@ -109,8 +140,6 @@ class SeriesIndex:
                 candidates = candidates & other
                 if not candidates:
                     return {}
-        else:
-            candidates = set(self._labels)
         out: dict[int, Labels] = {}
         for sid in candidates:
             labels = self._labels[sid]
@@ -123,7 +152,9 @@ class SeriesIndex:
 
     def label_names(self, ids: Iterable[int] | None = None) -> list[str]:
         if ids is None:
-            return sorted(self._postings)
+            with self._lock:
+                self._index_pending()
+                return sorted(self._postings)
         names: set[str] = set()
         for sid in ids:
             names.update(name for name, _ in self._labels[sid])
@@ -131,6 +162,8 @@ class SeriesIndex:
 
     def label_values(self, name: str, ids: Iterable[int] | None = None) -> list[str]:
         if ids is None:
-            return sorted(self._postings.get(name, {}))
+            with self._lock:
+                self._index_pending()
+                return sorted(self._postings.get(name, {}))
         values = {v for sid in ids for n, v in self._labels[sid] if n == name}
         return sorted(values)

@@ -48,8 +48,17 @@ def encode(labels: Labels) -> bytes:
 
 def series_id(labels: Labels) -> int:
     """Stable signed 64-bit id of a canonical label set."""
-    h = xxhash.xxh64_intdigest(encode(labels))
+    return id_of_encoded(encode(labels))
+
+
+def id_of_encoded(encoded: bytes) -> int:
+    """The id of a label set from its `encode`d bytes (for callers that build them in parts)."""
+    h = xxhash.xxh64_intdigest(encoded)
     return h - (1 << 64) if h >= _SIGN else h
+
+
+def encode_pair(pair: tuple[str, str]) -> bytes:
+    return _encoded_pairs.get(pair) or _encode_pair(pair)
 
 
 def series_ids(label_sets: Iterable[Labels]) -> np.ndarray:

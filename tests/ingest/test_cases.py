@@ -32,7 +32,7 @@ from hakon.api.app import create_app
 from hakon.config import Settings
 from hakon.ingest.remote_write import encode_write_request
 from hakon.runtime import Runtime
-from hakon.store.labels import Matcher
+from hakon.store.labels import Matcher, series_id
 
 CASES = sorted((Path(__file__).parent / "cases").rglob("*.json"))
 
@@ -109,6 +109,8 @@ def _stored(runtime: Runtime) -> dict[tuple[tuple[str, str], ...], list[tuple[in
     series = store.select([Matcher("__name__", "=~", ".+")])
     if not series:
         return {}
+    for sid, labels in series.items():  # ids are the stable hash of the labels, whatever the format
+        assert series_id(labels) == sid
     samples = store.read(np.array(list(series)), 0, 2**62)
     out: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
     for sid, ts, v in zip(

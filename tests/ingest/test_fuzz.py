@@ -20,6 +20,7 @@ from hakon.ingest.influx import InfluxDecoder
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.remote_write import RemoteWriteDecoder, encode_write_request
 from hakon.store.interface import SampleBatch
+from hakon.store.labels import series_id
 
 LIMITS = IngestLimits(max_samples=100_000)
 HAKONGO = decoders(LIMITS)
@@ -43,8 +44,8 @@ def _consistent(batch: SampleBatch) -> None:
     n = len(batch.timestamps)
     assert len(batch.values) == n and len(batch.sample_series) == n
     assert batch.timestamps.dtype == np.int64 and batch.values.dtype == np.float64
-    for i in range(len(batch.series_ids)):
-        assert batch.series_labels[i]  # every id resolves to its labels
+    for i in range(len(batch.series_ids)):  # every id is the stable id of its labels
+        assert series_id(batch.series_labels[i]) == batch.series_ids[i]
 
 
 def _each_decoder(body: bytes) -> None:
