@@ -252,6 +252,12 @@ class Settings:
         "Ingest requests served at once; past it ingest answers 503 with Retry-After "
         "before reading the body, so overload costs neither memory nor latency.",
     )
+    ingest_decode_processes: int = _setting(
+        -1,
+        _int_between(-1, 64),
+        "Worker processes that decode large ingest bodies beside the server process "
+        "(-1: one per core but one; 0: decode in the server process).",
+    )
     ingest_series_cache_size: int = _setting(
         2_000_000,
         _int_between(1000, 10**9),

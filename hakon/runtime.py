@@ -16,6 +16,8 @@ from hakon.auth.secret import load_or_create_secret
 from hakon.auth.tokens import TokenAuthority
 from hakon.config import Settings
 from hakon.errors import Unavailable
+from hakon.gcpolicy import GcFreezer
+from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions
@@ -33,6 +35,7 @@ class Runtime:
         self.catalog: Catalog | None = None
         self._store: Store | None = None
         self._ingest: Ingest | None = None
+        self._gc: GcFreezer | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
         self.open_error: BaseException | None = None
@@ -85,17 +88,24 @@ class Runtime:
                 limits_from(self.settings),
                 self.settings.ingest_max_pending_samples,
                 self.settings.ingest_max_concurrent_requests,
+                decode_processes(self.settings.ingest_decode_processes),
             )
+            self._ingest.decoding.warm()
         except BaseException as exc:
             self.open_error = exc
             log.exception("opening storage failed")
             raise
+        self._gc = GcFreezer().start()  # after the replay and index load: freeze them
         self._ready.set()
         log.info("storage open in %s", self.settings.data_dir)
 
     def close(self) -> None:
         self._ready.clear()
-        self._ingest = None
+        if self._gc is not None:
+            self._gc.stop()
+        if self._ingest is not None:
+            self._ingest.close()
+            self._ingest = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -120,3 +130,7 @@ def store_options(settings: Settings) -> StoreOptions:
         compaction_min_blocks=settings.compaction_min_blocks,
         row_group_rows=settings.block_row_group_rows,
     )
+
+
+def decode_processes(setting: int) -> int:
+    return default_processes() if setting < 0 else setting

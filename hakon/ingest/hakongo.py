@@ -267,7 +267,7 @@ class _KindFlattener:
 
     def fill_ids(self, rows: _Rows, row_of: np.ndarray, need: np.ndarray) -> None:
         """Give ids to the series that have a value now but none yet (their id is 0)."""
-        labels_by_id = self.registry.labels_by_id
+        remember = self.registry.remember
         with self.registry.lock:
             for j in np.flatnonzero(need.any(axis=1)).tolist():
                 row = int(row_of[j])
@@ -283,7 +283,7 @@ class _KindFlattener:
                 for c in cols:
                     if self.series[c][1] is None:
                         sid = id_of_encoded(self.name_encoded[c] + encoded)
-                        labels_by_id[sid] = (self.name_pairs[c], *pairs)
+                        remember(sid, (self.name_pairs[c], *pairs))
                     else:
                         sid = self._series_id_slow(rows, row, c)
                     sids.append(sid)
@@ -357,6 +357,7 @@ class HakonGoDecoder:
         )
 
     def _rows_for(self, envelope: tuple[str, ...]) -> tuple[_Rows, _Rows | None]:
+        self.registry.maybe_reset()
         if self._generation != self.registry.generation:
             with self._lock:
                 self._caches = {}

@@ -59,6 +59,9 @@ class SeriesRegistry:
         self.ids: dict[Hashable, int] = {}
         self.labels_by_id: dict[int, Labels] = {}
         self._previous: dict[int, Labels] = {}
+        # When set (in a decode worker process), every newly remembered label set is
+        # also noted here, to be sent back with the batch.
+        self.journal: dict[int, Labels] | None = None
         self.generation = 0
         self.lock = threading.Lock()
 
@@ -67,12 +70,20 @@ class SeriesRegistry:
         self.limits.check_labels(labels, where)
         canon = canonical(labels)
         sid = series_id(canon)
-        if len(self.labels_by_id) >= self.limits.series_cache_size:
-            self.reset()
-        self.labels_by_id[sid] = canon
+        self.maybe_reset()
+        self.remember(sid, canon)
         if key is not None:
             self.ids[key] = sid
         return sid
+
+    def remember(self, sid: int, labels: Labels) -> None:
+        self.labels_by_id[sid] = labels
+        if self.journal is not None:
+            self.journal[sid] = labels
+
+    def maybe_reset(self) -> None:
+        if len(self.labels_by_id) >= self.limits.series_cache_size:
+            self.reset()
 
     def reset(self) -> None:
         # New dicts rather than clear(): batches built from the old ones keep them.
@@ -88,7 +99,7 @@ class SeriesRegistry:
         """Like `register`, for a label set whose names and sizes are already checked."""
         canon = tuple(sorted(labels.items()))  # callers leave out empty values
         sid = series_id(canon)
-        self.labels_by_id[sid] = canon
+        self.remember(sid, canon)
         return sid
 
     def batch(

@@ -20,12 +20,10 @@ import msgspec
 from hakon.config import Settings
 from hakon.errors import Unavailable
 from hakon.ingest.collectors import COLLECTORS
-from hakon.ingest.edge import EdgeDecoder, NodeMetrics
-from hakon.ingest.exposition import ExpositionDecoder
-from hakon.ingest.hakongo import REQUEST_TYPES, HakonGoDecoder, decoders
-from hakon.ingest.influx import InfluxDecoder
+from hakon.ingest.decoding import Decoding
+from hakon.ingest.edge import NodeMetrics
+from hakon.ingest.hakongo import REQUEST_TYPES
 from hakon.ingest.limits import IngestLimits
-from hakon.ingest.remote_write import RemoteWriteDecoder
 from hakon.store.engine import Store
 from hakon.store.interface import SampleBatch
 
@@ -53,14 +51,11 @@ class Ingest:
         limits: IngestLimits,
         max_pending_samples: int,
         max_concurrent_requests: int = 64,
+        decode_processes: int = 0,
     ) -> None:
         self.store = store
         self.limits = limits
-        self.hakongo: dict[str, HakonGoDecoder] = decoders(limits)
-        self.edge = EdgeDecoder(limits)
-        self.remote_write = RemoteWriteDecoder(limits)
-        self.exposition = ExpositionDecoder(limits)
-        self.influx = InfluxDecoder(limits)
+        self.decoding = Decoding(limits, decode_processes, store.index.__contains__)
         self.max_pending = max_pending_samples
         self.max_concurrent = max_concurrent_requests
         self._pending = 0
@@ -83,6 +78,15 @@ class Ingest:
         finally:
             with self._lock:
                 self._active -= 1
+
+    def close(self) -> None:
+        self.decoding.close()
+
+    async def decode(
+        self, fmt: str, raw: bytes, encoding: str, allowed: tuple[str, ...], *args: Any
+    ) -> tuple[Any, SampleBatch]:
+        """Undo the Content-Encoding and decode; (what the format reports, the batch)."""
+        return await self.decoding.decode(fmt, raw, encoding, allowed, *args)
 
     @property
     def pending_samples(self) -> int:

@@ -7,6 +7,9 @@ nothing). Each case runs through the whole app (routing, auth, body limits,
 decoding, the store) against a fresh data dir; series and samples are read
 back from the store.
 
+Each case runs twice: decoded in the server process, and in a decode worker
+process (the path large bodies take).
+
 Bodies may hold time tokens, replaced before sending: {now_iso}, {now_s},
 {now_ms}, {now_ns}, {past_ms} (a minute ago) and {future_ms} (a day ahead).
 Expected sample times are "now", "past" or a number of ms.
@@ -18,7 +21,9 @@ import asyncio
 import base64
 import gzip
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,8 @@ import pytest
 
 from hakon.api.app import create_app
 from hakon.config import Settings
+from hakon.ingest import decoding
+from hakon.ingest.limits import IngestLimits
 from hakon.ingest.remote_write import encode_write_request
 from hakon.runtime import Runtime
 from hakon.store.labels import Matcher, series_id
@@ -87,10 +94,33 @@ def _value(value: Any, t: dict[str, int]) -> float:
     return float(value)  # also "nan", "inf", "-inf"
 
 
-async def _run(case: dict[str, Any], data_dir: Path) -> tuple[httpx.Response, Runtime]:
-    settings = Settings.load({"data_dir": str(data_dir), "no_auth": True}, {})
+_POOL: dict[str, Any] = {}
+
+
+def _worker_pool() -> ProcessPoolExecutor:
+    """One decode worker shared by the cases that run through a worker process."""
+    if "pool" not in _POOL:
+        _POOL["pool"] = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=decoding._start_worker,
+            initargs=(IngestLimits(),),
+        )
+    return _POOL["pool"]
+
+
+async def _run(
+    case: dict[str, Any], data_dir: Path, in_worker: bool
+) -> tuple[httpx.Response, Runtime]:
+    settings = Settings.load(
+        {"data_dir": str(data_dir), "no_auth": True, "ingest_decode_processes": 0}, {}
+    )
     runtime, _ = Runtime.prepare(settings)
     await asyncio.to_thread(runtime.open)
+    if in_worker:  # every body goes through the worker process, however small
+        dec = runtime.ingest.decoding
+        dec.pool, dec.processes, dec.INLINE_BYTES = _worker_pool(), 1, 0
+        _POOL["generation"] = dec._generation = _POOL.get("generation", 0) + 1  # a fresh store
     app = create_app(runtime)
     t = case["_times"]
     transport = httpx.ASGITransport(app=app)
@@ -120,11 +150,12 @@ def _stored(runtime: Runtime) -> dict[tuple[tuple[str, str], ...], list[tuple[in
     return out
 
 
+@pytest.mark.parametrize("in_worker", [False, True], ids=["inline", "worker"])
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
-def test_case(path: Path, tmp_path: Path) -> None:
+def test_case(path: Path, in_worker: bool, tmp_path: Path) -> None:
     case = json.loads(path.read_text())
     case["_times"] = t = _times()
-    response, runtime = asyncio.run(_run(case, tmp_path / "data"))
+    response, runtime = asyncio.run(_run(case, tmp_path / "data", in_worker))
     try:
         stored = _stored(runtime)
         if "error" in case:
@@ -159,4 +190,6 @@ def test_case(path: Path, tmp_path: Path) -> None:
                 for k, v in case["response"].items():
                     assert body[k] == v, body
     finally:
+        if in_worker:
+            runtime.ingest.decoding.pool = None  # shared: not the runtime's to shut down
         runtime.close()

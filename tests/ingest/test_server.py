@@ -228,3 +228,35 @@ def test_past_the_request_bound_ingest_refuses_before_reading(tmp_path: Path) ->
     finally:
         store.close()
         catalog.close()
+
+
+def test_a_worker_decoded_series_without_labels_heals_on_retry(tmp_path: Path) -> None:
+    from hakon.ingest.decoding import Decoding
+
+    catalog = Catalog.open_in(tmp_path)
+    store = Store(tmp_path, catalog).open()
+    dec = Decoding(IngestLimits(), 1, store.index.__contains__)
+    dec.INLINE_BYTES = 0
+    try:
+        body = json.dumps(_pods("c-heal", 3)).encode()
+
+        async def decode_and_append() -> None:
+            _, batch = await dec.decode("hakongo/pods", body, "", ())
+            await asyncio.wrap_future(store.submit(batch))
+
+        dec._labels.clear()  # nothing known yet: the first decode reports every label
+        asyncio.run(decode_and_append())
+        assert store.stats()["series"] == 6
+        # This process loses the labels of a series the store never registered (here: a
+        # new pod) while the worker still has them cached: refused once, then healed.
+        body = json.dumps(_pods("c-heal", 4)).encode()
+        asyncio.run(dec.decode("hakongo/pods", body, "", ()))  # worker caches pod p3
+        dec._labels.clear()
+        with pytest.raises(Unavailable):
+            asyncio.run(decode_and_append())
+        asyncio.run(decode_and_append())  # the worker started afresh and re-reported
+        assert store.stats()["series"] == 8
+    finally:
+        dec.close()
+        store.close()
+        catalog.close()

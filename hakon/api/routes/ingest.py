@@ -9,7 +9,6 @@ is durable. Nothing is appended unless the whole request decoded cleanly.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,7 +20,6 @@ from pydantic import BaseModel, Field
 from hakon.api.auth import require, runtime_of
 from hakon.auth.tokens import TokenClaims
 from hakon.errors import Forbidden, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from hakon.ingest.body import decode_body
 from hakon.ingest.collectors import COLLECTORS, Collector
 from hakon.ingest.service import Ingest
 
@@ -81,26 +79,11 @@ async def _read_body(request: Request, ingest: Ingest) -> bytes:
     return b"".join(chunks)
 
 
-async def _body(request: Request, ingest: Ingest, encodings: tuple[str, ...]) -> bytes:
-    raw = await _read_body(request, ingest)
-    encoding = request.headers.get("content-encoding", "")
-    if not encoding and not raw:
-        return raw
-    return await _off_loop(decode_body, raw, encoding, encodings, ingest.limits.max_decoded_bytes)
+GZIP = ("gzip", "x-gzip", "deflate")
 
 
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    """Decode big bodies in a worker thread so one large request cannot stall the loop.
-
-    Below 1 MB (a few ms of decoding) the work runs inline: a thread hop costs
-    more than it saves there, and the GIL serializes the decoding anyway.
-    """
-    if sum(len(a) for a in args if isinstance(a, bytes)) < INLINE_DECODE_BYTES:
-        return fn(*args)
-    return await asyncio.to_thread(fn, *args)
-
-
-INLINE_DECODE_BYTES = 1 << 20
+def _encoding(request: Request) -> str:
+    return request.headers.get("content-encoding", "")
 
 
 def _unbound(claims: TokenClaims, what: str) -> None:
@@ -129,9 +112,10 @@ def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult
         ingest: Ingest = Depends(ingest_slot),
     ) -> IngestResult:
         _media_type(request, JSON_TYPES)
-        body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
-        decoder = ingest.hakongo[collector.path]
-        cluster_id, batch = await _off_loop(decoder.decode, body)
+        raw = await _read_body(request, ingest)
+        cluster_id, batch = await ingest.decode(
+            f"hakongo/{collector.path}", raw, _encoding(request), GZIP
+        )
         if claims.node_id or (claims.cluster_id and claims.cluster_id != cluster_id):
             bound = (
                 f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
@@ -193,8 +177,8 @@ async def ingest_node_metrics(
             details={"field": "node_id", "node_id": node_id},
         )
     _media_type(request, JSON_TYPES)
-    body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
-    recorded_at, batch = await _off_loop(ingest.edge.decode, node_id, body)
+    raw = await _read_body(request, ingest)
+    recorded_at, batch = await ingest.decode("edge", raw, _encoding(request), GZIP, node_id)
     await ingest.append(batch)
     return NodeMetricsResult(success=True, recorded_at=recorded_at)
 
@@ -220,8 +204,7 @@ async def remote_write(
             details={"field": "Content-Encoding", "supported": ["snappy"]},
         )
     raw = await _read_body(request, ingest)
-    body = await _off_loop(decode_body, raw, "snappy", ("snappy",), ingest.limits.max_decoded_bytes)
-    batch = await _off_loop(ingest.remote_write.decode, body)
+    _, batch = await ingest.decode("remote_write", raw, "snappy", ("snappy",))
     await ingest.append(batch)
     return Response(status_code=204)
 
@@ -246,8 +229,10 @@ async def import_prometheus(
     _unbound(claims, "imported series")
     media = _media_type(request, (*TEXT_TYPES, OPENMETRICS))
     default_ts = _parse_timestamp(timestamp) if timestamp else int(time.time() * 1000)
-    body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
-    batch = await _off_loop(ingest.exposition.decode, body, default_ts, media == OPENMETRICS)
+    raw = await _read_body(request, ingest)
+    _, batch = await ingest.decode(
+        "exposition", raw, _encoding(request), GZIP, default_ts, media == OPENMETRICS
+    )
     await ingest.append(batch)
     return Response(status_code=204)
 
@@ -273,9 +258,9 @@ async def _influx(
 ) -> Response:
     _unbound(claims, "Influx series")
     _media_type(request, TEXT_TYPES)
-    body = await _body(request, ingest, ("gzip", "x-gzip", "deflate"))
+    raw = await _read_body(request, ingest)
     now_ms = int(time.time() * 1000)
-    batch = await _off_loop(ingest.influx.decode, body, precision, db, now_ms)
+    _, batch = await ingest.decode("influx", raw, _encoding(request), GZIP, precision, db, now_ms)
     await ingest.append(batch)
     return Response(status_code=204)
 
