@@ -20,6 +20,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, overload
@@ -82,6 +83,16 @@ _worker: dict[str, Any] = {}  # in a worker process: its decoders and their gene
 
 def _start_worker(limits: IngestLimits) -> None:
     _worker.update(decoders=Decoders(limits), generation=0)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """A worker outlives a server killed with SIGKILL otherwise (it waits on its queue)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def _ready() -> bool:

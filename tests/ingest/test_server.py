@@ -128,6 +128,14 @@ def test_a_request_with_a_bad_last_resource_leaves_no_trace(small: HakonProcess)
     assert _stored_samples(small) == before
 
 
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").glob("*")
+        for c in (task / "children").read_text().split()
+    ]
+
+
 def test_acknowledged_samples_survive_kill_9(tmp_path: Path) -> None:
     data = tmp_path / "data"
     proc = HakonProcess(data).start()
@@ -142,7 +150,13 @@ def test_acknowledged_samples_survive_kill_9(tmp_path: Path) -> None:
             proc.url + "/api/v1/hakongo/pods", json=_pods(f"c{batch}", 10), headers=headers
         )
         accepted += r.json()["accepted_samples"]
+    workers = _children(proc.proc.pid)  # type: ignore[union-attr]
+    assert workers, "large bodies are decoded in worker processes"
     proc.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "workers outlived the server"
     restarted = HakonProcess(data).start()
     try:
         assert _stored_samples(restarted) == accepted
