@@ -260,3 +260,52 @@ COLLECTORS: tuple[Collector, ...] = (
 
 # Labels every HakonGo series carries, from the envelope.
 ENVELOPE_LABELS = ("cluster_id", "cluster", "provider", "region")
+
+
+def collectors_markdown() -> str:
+    """The per-collector reference tables of `docs/ingest.md` (a test keeps them in sync)."""
+    out = []
+    for collector in COLLECTORS:
+        kind = collector.kind
+        out.append(f"### `POST /api/v1/hakongo/{collector.path}`: {collector.summary}\n")
+        out.append(_kind_table(kind))
+        if kind.child is not None:
+            out.append(
+                f"Each entry of `{kind.child_field}` (a {kind.child.name.lower()}) carries the "
+                f"{kind.name.lower()}'s labels plus its own:\n"
+            )
+            out.append(_kind_table(kind.child))
+    return "\n".join(out)
+
+
+def _kind_table(kind: Kind) -> str:
+    labels = ", ".join(
+        f"`{i.field}` → `{i.label}`" + ("" if i.required else " (optional)") for i in kind.identity
+    )
+    rows = [
+        f"Identity fields and their labels: {labels}.\n",
+        "| field | series | type | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for n in kind.numbers:
+        rows.append(
+            f"| `{n.field}` | `{kind.prefix}_{n.field}` | {'counter' if n.counter else 'gauge'} "
+            f"| {n.description} |"
+        )
+    for s in kind.states:
+        if s.is_bool:
+            rows.append(
+                f"| `{s.field}` | `{kind.prefix}_{s.field}` | state 0/1 | {s.description} |"
+            )
+        else:
+            values = ", ".join(f"`{v}`" for v in s.values)
+            rows.append(
+                f"| `{s.field}` | `{kind.prefix}_{s.field}{{{s.field}=...}}` | state, one series "
+                f"per value ({values}); 1 for the current | {s.description} |"
+            )
+    if kind.extra_metrics:
+        rows.append(
+            f"| `metrics` | `{kind.prefix}_<key>` per key | gauge | Free-form extra values; keys "
+            "must match `[a-zA-Z_:][a-zA-Z0-9_:]*` and not repeat a field above. |"
+        )
+    return "\n".join(rows) + "\n"
