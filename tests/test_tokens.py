@@ -101,3 +101,22 @@ def test_mint_rejects_unknown_scopes(authority: TokenAuthority) -> None:
     with pytest.raises(InvalidRequest) as info:
         authority.mint(subject="a", scopes=["root"], ttl_seconds=60)
     assert info.value.details["field"] == "scopes"
+
+
+def test_a_verified_token_still_expires_and_is_still_revocable(tmp_path) -> None:
+    catalog = Catalog.open_in(tmp_path)
+    authority = TokenAuthority(b"k" * 32, RevocationList(CatalogRevocationStore(catalog)))
+    short, _ = authority.mint(subject="a", scopes=["metrics:read"], ttl_seconds=1)
+    long, _ = authority.mint(subject="b", scopes=["metrics:read"], ttl_seconds=600)
+    admin = authority.verify(authority.mint(subject="c", scopes=["admin"], ttl_seconds=60)[0])
+    assert authority.verify(short).subject == "a"  # now remembered as verified
+    assert authority.verify(long).subject == "b"
+    authority.revoke(long, by=admin)
+    with pytest.raises(InvalidToken) as revoked:
+        authority.verify(long)
+    assert revoked.value.reason == "revoked"
+    time.sleep(1.1)
+    with pytest.raises(InvalidToken) as expired:
+        authority.verify(short)
+    assert expired.value.reason == "expired"
+    catalog.close()

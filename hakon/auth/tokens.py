@@ -60,6 +60,9 @@ class TokenAuthority:
     def __init__(self, secret: bytes, revocations: RevocationList | None = None) -> None:
         self._secret = secret
         self._revocations = revocations
+        # Signature checks of tokens already verified: an agent sends the same token
+        # with every request. Expiry and revocation are still checked every time.
+        self._verified: dict[str, TokenClaims] = {}
 
     def mint(
         self,
@@ -104,7 +107,12 @@ class TokenAuthority:
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
 
     def verify(self, token: str) -> TokenClaims:
-        claims = self._decode(token, verify_exp=True)
+        claims = self._verified.get(token)
+        if claims is None or claims.expires_at <= time.time():
+            claims = self._decode(token, verify_exp=True)
+            if len(self._verified) >= 10_000:
+                self._verified.clear()
+            self._verified[token] = claims
         if self._revocations is not None and self._revocations.is_revoked(claims.token_id):
             raise InvalidToken("revoked", "token has been revoked")
         return claims
