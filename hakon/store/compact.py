@@ -20,6 +20,9 @@ def split_by_partition(samples: Samples, block_ms: int) -> list[tuple[int, Sampl
     if not len(samples):
         return []
     part = samples.timestamps - np.mod(samples.timestamps, block_ms)
+    first = int(part[0])
+    if (part == first).all():  # the usual case: one partition, already in order
+        return [(first, samples)]
     order = np.argsort(part, kind="stable")  # keeps (series, ts) order inside a partition
     part = part[order]
     bounds = np.flatnonzero(np.diff(part)) + 1
