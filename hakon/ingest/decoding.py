@@ -21,11 +21,9 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, overload
-
-import numpy as np
+from typing import Any
 
 from hakon import errors
 from hakon.errors import HakonError, Unavailable
@@ -36,7 +34,7 @@ from hakon.ingest.hakongo import HakonGoDecoder, decoders
 from hakon.ingest.influx import InfluxDecoder
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.remote_write import RemoteWriteDecoder
-from hakon.ingest.series import SeriesRegistry
+from hakon.ingest.series import LabelsLookup, SeriesRegistry
 from hakon.store.interface import SampleBatch
 from hakon.store.labels import Labels
 
@@ -148,27 +146,6 @@ def _rebuild_error(
 # -- this process ---------------------------------------------------------------------
 
 
-class _PendingLabels(Sequence[Labels]):
-    def __init__(self, ids: np.ndarray, owner: Decoding) -> None:
-        self._ids = ids
-        self._owner = owner
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    @overload
-    def __getitem__(self, i: int) -> Labels: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[Labels]: ...
-    def __getitem__(self, i: int | slice) -> Labels | Sequence[Labels]:
-        if isinstance(i, slice):
-            return [self._owner.labels_of(int(sid)) for sid in self._ids[i]]
-        return self._owner.labels_of(int(self._ids[i]))
-
-    def __iter__(self) -> Iterator[Labels]:
-        return (self._owner.labels_of(sid) for sid in self._ids.tolist())
-
-
 class Decoding:
     """Where each body gets decoded, and the labels workers reported."""
 
@@ -220,7 +197,7 @@ class Decoding:
                     self._sweep()
         batch = SampleBatch(
             series_ids=ids,
-            series_labels=_PendingLabels(ids, self),
+            series_labels=LabelsLookup(ids, self.labels_of),
             sample_series=ids,
             timestamps=ts,
             values=values,

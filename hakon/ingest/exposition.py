@@ -16,11 +16,10 @@ import math
 import re
 from collections.abc import Hashable
 
-import numpy as np
-
 from hakon.errors import InvalidRequest
 from hakon.ingest.limits import IngestLimits
-from hakon.ingest.series import SeriesRegistry, check_times
+from hakon.ingest.series import SeriesRegistry
+from hakon.ingest.textlines import LineSamples, text_lines
 from hakon.store.interface import SampleBatch
 
 _NAME = re.compile(r"[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)")
@@ -61,18 +60,9 @@ class ExpositionDecoder:
         self.registry = SeriesRegistry(limits)
 
     def decode(self, body: bytes, default_ts_ms: int, openmetrics: bool = False) -> SampleBatch:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = body[: exc.start].count(b"\n") + 1
-            raise InvalidRequest(f"line {bad}: invalid UTF-8", field=f"line {bad}") from None
-        ids: list[int] = []
-        times: list[int] = []
-        values: list[float] = []
-        lines: list[int] = []
+        out = LineSamples(self.registry)
         registry = self.registry
-        max_samples = self.limits.max_samples
-        for number, raw in enumerate(text.split("\n"), 1):
+        for number, raw in enumerate(text_lines(body), 1):
             line = raw.rstrip("\r")
             stripped = line.lstrip(" \t")
             if not stripped:
@@ -92,23 +82,17 @@ class ExpositionDecoder:
                     f"series, got {rest.strip()[:80]!r}",
                     field=f"line {number}",
                 )
-            values.append(_float(parts[0], number, "value"))
+            value = _float(parts[0], number, "value")
+            ts_ms = default_ts_ms
             if len(parts) == 2:
                 ts = _float(parts[1], number, "timestamp")
                 if not math.isfinite(ts):
                     raise InvalidRequest(
                         f"line {number}: timestamp must be finite", field=f"line {number}"
                     )
-                times.append(round(ts * 1000) if openmetrics else int(ts))
-            else:
-                times.append(default_ts_ms)
-            ids.append(sid)
-            lines.append(number)
-            if len(ids) > max_samples:
-                self.limits.check_sample_count(len(ids))
-        ts_arr = np.array(times, np.int64)
-        check_times(ts_arr, self.limits, lambda i: f"line {lines[i]}")
-        return registry.batch(np.array(ids, np.int64), ts_arr, np.array(values, np.float64))
+                ts_ms = round(ts * 1000) if openmetrics else int(ts)
+            out.add(sid, ts_ms, value, number)
+        return out.batch()
 
     @staticmethod
     def _split(line: str, number: int) -> tuple[Hashable, str, dict[str, str], str]:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 
-import numpy as np
-
 from hakon.errors import InvalidRequest
 from hakon.ingest.limits import IngestLimits, sanitize_label_name, sanitize_name
-from hakon.ingest.series import SeriesRegistry, check_times
+from hakon.ingest.series import SeriesRegistry
+from hakon.ingest.textlines import LineSamples, text_lines
 from hakon.store.interface import SampleBatch
 
 # precision -> divisor to milliseconds (None: multiply)
@@ -86,16 +85,8 @@ class InfluxDecoder:
 
     def decode(self, body: bytes, precision: str, db: str, now_ms: int) -> SampleBatch:
         factor = precision_factor(precision)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = body[: exc.start].count(b"\n") + 1
-            raise InvalidRequest(f"line {bad}: invalid UTF-8", field=f"line {bad}") from None
-        ids: list[int] = []
-        times: list[int] = []
-        values: list[float] = []
-        lines: list[int] = []
-        for number, raw in enumerate(text.split("\n"), 1):
+        out = LineSamples(self.registry)
+        for number, raw in enumerate(text_lines(body), 1):
             line = raw.strip()
             if not line or line[0] == "#":
                 continue
@@ -130,15 +121,8 @@ class InfluxDecoder:
                 if sid is None:
                     labels = {**tags, "__name__": sanitize_name(f"{measurement}_{fname}")}
                     sid = self.registry.register(labels, where, key)
-                ids.append(sid)
-                times.append(ts_ms)
-                values.append(value)
-                lines.append(number)
-            if len(ids) > self.limits.max_samples:
-                self.limits.check_sample_count(len(ids))
-        ts_arr = np.array(times, np.int64)
-        check_times(ts_arr, self.limits, lambda i: f"line {lines[i]}")
-        return self.registry.batch(np.array(ids, np.int64), ts_arr, np.array(values, np.float64))
+                out.add(sid, ts_ms, value, number)
+        return out.batch()
 
     @staticmethod
     def _timestamp(text: str, factor: int, where: str) -> int:

@@ -46,11 +46,7 @@ class IngestLimits:
                 "(must match [a-zA-Z_:][a-zA-Z0-9_:]*)",
                 field=where,
             )
-        if len(labels) > self.max_labels:
-            raise InvalidRequest(
-                f"{where}: {len(labels)} labels; at most {self.max_labels} are allowed per series",
-                field=where,
-            )
+        self.check_sizes(labels, 0, where)
         for key, value in labels.items():
             if not value:
                 continue  # an empty value means "no such label": it is dropped, not checked
@@ -64,12 +60,6 @@ class IngestLimits:
                 raise InvalidRequest(
                     f"{where}: label name {key[:40]!r}... is longer than "
                     f"{self.max_label_name_length} characters",
-                    field=where,
-                )
-            if len(value) > self.max_label_value_length:
-                raise InvalidRequest(
-                    f"{where}: value of label {key!r} is {len(value)} characters; at most "
-                    f"{self.max_label_value_length} are allowed",
                     field=where,
                 )
 

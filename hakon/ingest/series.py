@@ -21,12 +21,12 @@ from hakon.store.interface import SampleBatch
 from hakon.store.labels import Labels, canonical, series_id
 
 
-class _LabelsOf(Sequence[Labels]):
-    """`series_labels` of a batch: labels looked up by the batch's ids on demand."""
+class LabelsLookup(Sequence[Labels]):
+    """`series_labels` of a batch: each id's labels looked up on demand, by `labels_of`."""
 
-    def __init__(self, ids: np.ndarray, registry: SeriesRegistry) -> None:
+    def __init__(self, ids: np.ndarray, labels_of: Callable[[int], Labels]) -> None:
         self._ids = ids
-        self._registry = registry
+        self._labels_of = labels_of
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -37,11 +37,11 @@ class _LabelsOf(Sequence[Labels]):
     def __getitem__(self, i: slice) -> Sequence[Labels]: ...
     def __getitem__(self, i: int | slice) -> Labels | Sequence[Labels]:
         if isinstance(i, slice):
-            return [self._registry.labels_of(int(sid)) for sid in self._ids[i]]
-        return self._registry.labels_of(int(self._ids[i]))
+            return [self._labels_of(int(sid)) for sid in self._ids[i]]
+        return self._labels_of(int(self._ids[i]))
 
     def __iter__(self) -> Iterator[Labels]:
-        return (self._registry.labels_of(sid) for sid in self._ids.tolist())
+        return (self._labels_of(sid) for sid in self._ids.tolist())
 
 
 class SeriesRegistry:
@@ -108,7 +108,7 @@ class SeriesRegistry:
         ids = np.ascontiguousarray(sample_ids, dtype=np.int64)
         return SampleBatch(
             series_ids=ids,  # repeats allowed; the store registers each unknown id once
-            series_labels=_LabelsOf(ids, self),
+            series_labels=LabelsLookup(ids, self.labels_of),
             sample_series=ids,
             timestamps=np.ascontiguousarray(timestamps, dtype=np.int64),
             values=np.ascontiguousarray(values, dtype=np.float64),

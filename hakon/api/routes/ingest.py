@@ -86,9 +86,13 @@ def _encoding(request: Request) -> str:
     return request.headers.get("content-encoding", "")
 
 
+def _binding(claims: TokenClaims) -> str:
+    return f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
+
+
 def _unbound(claims: TokenClaims, what: str) -> None:
     if claims.node_id or claims.cluster_id:
-        bound = f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
+        bound = _binding(claims)
         raise Forbidden(
             f"this token is bound to {bound} and may not write {what}",
             details={"node_id": claims.node_id, "cluster_id": claims.cluster_id},
@@ -171,7 +175,7 @@ async def ingest_node_metrics(
     ingest: Ingest = Depends(ingest_slot),
 ) -> NodeMetricsResult:
     if claims.cluster_id or (claims.node_id and claims.node_id != node_id):
-        bound = f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
+        bound = _binding(claims)
         raise Forbidden(
             f"this token is bound to {bound} and may not write metrics of node {node_id!r}",
             details={"field": "node_id", "node_id": node_id},
