@@ -121,11 +121,9 @@ def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult
             f"hakongo/{collector.path}", raw, _encoding(request), GZIP
         )
         if claims.node_id or (claims.cluster_id and claims.cluster_id != cluster_id):
-            bound = (
-                f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
-            )
             raise Forbidden(
-                f"this token is bound to {bound} and may not write for cluster {cluster_id!r}",
+                f"this token is bound to {_binding(claims)} and may not write for cluster "
+                f"{cluster_id!r}",
                 details={"field": "cluster_id", "cluster_id": cluster_id},
             )
         await ingest.append(batch)
