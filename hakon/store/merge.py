@@ -43,6 +43,13 @@ def _order(series: np.ndarray, ts: np.ndarray, ids: np.ndarray | None) -> np.nda
     With the id list known, one int64 key (rank of the series, then time offset)
     sorts in one pass instead of lexsort's two.
     """
+    # Parts are concatenated sorted runs, usually in time order: a stable sort by
+    # series alone (timsort merges the runs) is then already in (series, ts) order.
+    by_series = np.argsort(series, kind="stable")
+    s, t = series[by_series], ts[by_series]
+    same = s[1:] == s[:-1]
+    if not (t[1:][same] < t[:-1][same]).any():
+        return by_series
     if ids is not None and len(ids):
         lo = int(ts.min())
         span = int(ts.max()) - lo
