@@ -247,7 +247,7 @@ class Settings:
         "answers 503 with Retry-After so senders back off.",
     )
     ingest_max_concurrent_requests: int = _setting(
-        64,
+        32,
         _int_between(1, 100_000),
         "Ingest requests served at once; past it ingest answers 503 with Retry-After "
         "before reading the body, so overload costs neither memory nor latency.",

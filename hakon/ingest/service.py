@@ -50,7 +50,7 @@ class Ingest:
         store: Store,
         limits: IngestLimits,
         max_pending_samples: int,
-        max_concurrent_requests: int = 64,
+        max_concurrent_requests: int = 32,
         decode_processes: int = 0,
     ) -> None:
         self.store = store
