@@ -14,8 +14,9 @@ are prepared up front and cycled).
 
 A load generator of its own runs in a separate process (raw keep-alive HTTP/1.1
 on asyncio sockets, so the client costs little CPU) and posts with 1, 4 and 16
-concurrent senders for `--duration` seconds each. Printed per format and
-concurrency: accepted samples/s (durable: every 2xx is fsynced), p50/p99 request
+concurrent senders for `--duration` seconds each. First each format is
+decoded alone in this process (the decoder's ceiling on one core). Printed per
+format and concurrency: accepted samples/s (durable: every 2xx is fsynced), p50/p99 request
 latency and the server's CPU seconds per million samples. Then: the first
 payloads of fresh clusters (every series new: new series/s), p99 at 80 % of the
 best HakonGo rate (paced sending), and an overload run with many more senders
@@ -377,6 +378,7 @@ def main() -> None:
             "server CPU includes its decode workers"
         )
 
+        decode_only(hg, rw)
         data = work / "hakon"
         flags = ["--ingest-rate-limit-rps", "0", "--rate-limit-rps", "0", *args.hakon_args.split()]
         hakon = HakonProcess(data, *flags).start()
@@ -475,6 +477,29 @@ def main() -> None:
         finally:
             vm_proc.terminate()
             vm_proc.wait(timeout=30)
+
+
+def decode_only(hg: list[list[bytes]], rw: list[list[bytes]], seconds: float = 3.0) -> None:
+    """Decoding alone, in this process on one core, warm caches: the ceiling of the format."""
+    from hakon.ingest.decoding import Decoders
+    from hakon.ingest.limits import IngestLimits
+
+    decoders = Decoders(IngestLimits())
+    for fmt, bodies, encoding in (("hakongo/pods", hg, ""), ("remote_write", rw, "snappy")):
+        flat = [b for per_round in bodies for b in per_round[:2]]
+        for body in flat:  # first sight: every series registered
+            decoders.decode(fmt, _undo(body, encoding), ())
+        samples, started, i = 0, time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            _, batch = decoders.decode(fmt, _undo(flat[i % len(flat)], encoding), ())
+            samples += len(batch)
+            i += 1
+        rate = samples / (time.perf_counter() - started)
+        print(f"decode only, {fmt:<30} {rate / 1e6:6.2f} M samples/s (one core, in process)")
+
+
+def _undo(body: bytes, encoding: str) -> bytes:
+    return bytes(cramjam.snappy.decompress_raw(body)) if encoding else body
 
 
 def _count_hakongo(body: bytes) -> int:
