@@ -17,12 +17,14 @@ hint and every worker starts afresh, so the retry carries the labels.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from hakon import errors
@@ -37,6 +39,8 @@ from hakon.ingest.remote_write import RemoteWriteDecoder
 from hakon.ingest.series import LabelsLookup, SeriesRegistry
 from hakon.store.interface import SampleBatch
 from hakon.store.labels import Labels
+
+log = logging.getLogger(__name__)
 
 
 class Decoders:
@@ -162,14 +166,24 @@ class Decoding:
         self._generation = 0
         self._lock = threading.Lock()
         self.processes = processes
-        self.pool: ProcessPoolExecutor | None = None
-        if processes > 0:
-            self.pool = ProcessPoolExecutor(
-                max_workers=processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(limits,),
-            )
+        self.pool: ProcessPoolExecutor | None = self._new_pool() if processes > 0 else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self.limits,),
+        )
+
+    def _replace_pool(self, broken: ProcessPoolExecutor | None) -> None:
+        """A worker was killed (OOM, signal): the pool is unusable; start a new one once."""
+        with self._lock:
+            if self.pool is broken and broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+                self._generation += 1  # new workers know nothing: they report every label
+                log.warning("a decode worker died; decode workers restarted")
 
     def close(self) -> None:
         if self.pool is not None:
@@ -184,9 +198,16 @@ class Decoding:
             # No worker processes: still keep a big body from stalling the event loop.
             return await asyncio.to_thread(self._decode_here, fmt, raw, encoding, allowed, args)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self.pool, _decode_in_worker, self._generation, fmt, raw, encoding, allowed, args
-        )
+        pool = self.pool
+        try:
+            result = await loop.run_in_executor(
+                pool, _decode_in_worker, self._generation, fmt, raw, encoding, allowed, args
+            )
+        except BrokenProcessPool:
+            self._replace_pool(pool)
+            raise Unavailable(
+                "a decode worker died; it has been restarted, retry the request", retry_after=1
+            ) from None
         if result[0] == "error":
             raise _rebuild_error(*result[1:])
         _, extra, ids, ts, values, journal = result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -274,3 +275,22 @@ def test_a_worker_decoded_series_without_labels_heals_on_retry(tmp_path: Path) -
         dec.close()
         store.close()
         catalog.close()
+
+
+def test_a_killed_decode_worker_costs_one_retry(tmp_path: Path) -> None:
+    from hakon.ingest.decoding import Decoding
+
+    dec = Decoding(IngestLimits(), 1, lambda sid: False)
+    dec.INLINE_BYTES = 0
+    body = json.dumps(_pods("c-kill", 3)).encode()
+    try:
+        _, first = asyncio.run(dec.decode("hakongo/pods", body, "", ()))
+        for pid in list(dec.pool._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(Unavailable):
+            asyncio.run(dec.decode("hakongo/pods", body, "", ()))
+        _, again = asyncio.run(dec.decode("hakongo/pods", body, "", ()))
+        assert np.array_equal(np.sort(again.sample_series), np.sort(first.sample_series))
+        assert again.series_labels[0] == first.series_labels[0]  # labels reported again
+    finally:
+        dec.close()
