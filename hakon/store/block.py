@@ -90,11 +90,8 @@ def stitch(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
         return np.cumsum(d, dtype=np.int64)
 
 
-def choose_scales(series: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per row, the decimal exponent that represents the value exactly, unified per series.
-
-    -1 where no exponent up to MAX_SCALE round-trips the float bit for bit.
-    """
+def _row_scales(values: np.ndarray) -> np.ndarray:
+    """Per value, the smallest decimal exponent that represents it exactly; -1 if none."""
     n = len(values)
     scale = np.full(n, -1, dtype=np.int8)
     finite = np.isfinite(values)
@@ -109,21 +106,54 @@ def choose_scales(series: np.ndarray, values: np.ndarray) -> np.ndarray:
             ok = (np.abs(scaled) < _EXACT_LIMIT) & (scaled / _POW10[k] == values[idx])
             scale[idx[ok]] = k
             pending[idx[ok]] = False
+    return scale
+
+
+def _exact_at(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Whether each value round-trips through its (non-negative) scale."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        k = np.clip(scale, 0, MAX_SCALE)
+        scaled = np.round(values * _POW10[k])
+        exact = (np.abs(scaled) < _EXACT_LIMIT) & (scaled / _POW10[k] == values)
+    return exact & (scale >= 0) & ~((values == 0) & np.signbit(values))
+
+
+def choose_scales(series: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row, the decimal exponent that represents the value exactly, unified per series.
+
+    -1 where no exponent up to MAX_SCALE round-trips the float bit for bit. One
+    exponent per series run (the largest needed) keeps the deltas small; rows
+    that cannot use it exactly fall back to raw floats.
+
+    Fast path: a series' values almost always share one exponent, so it is
+    guessed from each run's first and last value and checked on every row in one
+    pass; only runs where the guess fails get the per-value search.
+    """
+    n = len(values)
     if n == 0:
-        return scale
-    # One exponent per series run (the largest needed), so deltas stay small; rows
-    # that cannot use it exactly fall back to raw floats.
+        return np.full(0, -1, dtype=np.int8)
     starts = np.flatnonzero(np.concatenate(([True], series[1:] != series[:-1])))
-    run_max = np.maximum.reduceat(scale, starts)
-    unified = np.repeat(run_max, np.diff(np.append(starts, n)))
-    usable = scale >= 0
-    if (unified != scale).any():
-        with np.errstate(invalid="ignore", over="ignore"):
-            k = np.clip(unified, 0, MAX_SCALE)
-            scaled = np.round(values * _POW10[k])
-            exact = (np.abs(scaled) < _EXACT_LIMIT) & (scaled / _POW10[k] == values)
-        usable &= exact & (unified >= 0) & ~((values == 0) & np.signbit(values))
-    return np.where(usable, unified, -1).astype(np.int8)
+    ends = np.append(starts[1:], n) - 1
+    lengths = ends - starts + 1
+    guess = np.maximum(_row_scales(values[starts]), _row_scales(values[ends]))
+    unified = np.repeat(guess, lengths)
+    exact = _exact_at(values, unified)
+    finite = np.isfinite(values)
+    failed_rows = finite & ~exact & (np.abs(values) < _EXACT_LIMIT)
+    if not failed_rows.any():
+        return np.where(exact, unified, -1).astype(np.int8)
+    run_of_row = np.repeat(np.arange(len(starts)), lengths)
+    redo = np.zeros(len(starts), bool)
+    redo[run_of_row[failed_rows]] = True
+    rows = np.repeat(redo, lengths)
+    scale = _row_scales(values[rows])
+    sub_starts = np.concatenate(([0], np.cumsum(lengths[redo])[:-1]))
+    run_max = np.maximum.reduceat(scale, sub_starts)
+    sub_unified = np.repeat(run_max, lengths[redo])
+    sub_exact = _exact_at(values[rows], sub_unified)
+    unified[rows] = sub_unified
+    exact[rows] = sub_exact
+    return np.where(exact, unified, -1).astype(np.int8)
 
 
 def encode_values(series: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:

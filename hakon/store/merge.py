@@ -26,8 +26,9 @@ def sort_dedup(
     """`ids`: the sorted, unique ids `series` is drawn from, when the caller knows them."""
     if len(ts) == 0:
         return EMPTY
-    order = _order(series, ts, ids)
-    series, ts, values = series[order], ts[order], values[order]
+    order, gathered = _order(series, ts, ids)
+    series, ts = gathered if gathered is not None else (series[order], ts[order])
+    values = values[order]
     keep = np.empty(len(ts), dtype=bool)
     keep[-1] = True
     np.not_equal(series[1:], series[:-1], out=keep[:-1])
@@ -37,8 +38,11 @@ def sort_dedup(
     return Samples(series[keep], ts[keep], values[keep])
 
 
-def _order(series: np.ndarray, ts: np.ndarray, ids: np.ndarray | None) -> np.ndarray:
-    """Stable (series, ts) order; equal keys keep arrival order.
+def _order(
+    series: np.ndarray, ts: np.ndarray, ids: np.ndarray | None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Stable (series, ts) order (equal keys keep arrival order), and the sorted
+    series and timestamps when computing the order already produced them.
 
     With the id list known, one int64 key (rank of the series, then time offset)
     sorts in one pass instead of lexsort's two.
@@ -49,15 +53,15 @@ def _order(series: np.ndarray, ts: np.ndarray, ids: np.ndarray | None) -> np.nda
     s, t = series[by_series], ts[by_series]
     same = s[1:] == s[:-1]
     if not (t[1:][same] < t[:-1][same]).any():
-        return by_series
+        return by_series, (s, t)
     if ids is not None and len(ids):
         lo = int(ts.min())
         span = int(ts.max()) - lo
         bits = max(1, span.bit_length())
         if bits + max(1, len(ids).bit_length()) <= 62:
             rank = np.searchsorted(ids, series).astype(np.int64)
-            return np.argsort((rank << bits) | (ts - lo), kind="stable")
-    return np.lexsort((ts, series))
+            return np.argsort((rank << bits) | (ts - lo), kind="stable"), None
+    return np.lexsort((ts, series)), None
 
 
 def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
