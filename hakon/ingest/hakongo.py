@@ -174,10 +174,9 @@ class _Rows:
 class _KindFlattener:
     """Flattens resources of one kind (and its children) into ids and values."""
 
-    def __init__(self, kind: Kind, registry: SeriesRegistry, path: str) -> None:
+    def __init__(self, kind: Kind, registry: SeriesRegistry) -> None:
         self.kind = kind
         self.registry = registry
-        self.path = path  # JSON path of the list, e.g. "resources"
         self.series = kind.series_names()
         self.width = len(self.series)
         self.name_pairs = [(METRIC_NAME, name) for name, _ in self.series]
@@ -195,7 +194,7 @@ class _KindFlattener:
             )
             for s in kind.states
         ]
-        self.child = _KindFlattener(kind.child, registry, kind.child_field) if kind.child else None
+        self.child = _KindFlattener(kind.child, registry) if kind.child else None
         self.children_of = attrgetter(kind.child_field) if kind.child else None
         self.child_name_of = attrgetter(kind.child.identity[0].field) if kind.child else None
 
@@ -306,7 +305,7 @@ class HakonGoDecoder:
         self.type = REQUEST_TYPES[collector.path]
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(self.type)
         self.registry = SeriesRegistry(limits)
-        self.flat = _KindFlattener(collector.kind, self.registry, "resources")
+        self.flat = _KindFlattener(collector.kind, self.registry)
         self._caches: dict[tuple[str, ...], tuple[_Rows, _Rows | None]] = {}
         self._generation = 0
         self._lock = threading.Lock()
