@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from itertools import chain
 from operator import attrgetter
@@ -332,6 +332,7 @@ class HakonGoDecoder:
         flat = self.flat
         parent_rows, child_rows = self._rows_for(envelope)
         keys = list(map(flat.key_of, rs))
+        _refuse_repeats(keys, lambda j: f"resources[{j}]", self.collector.kind)
         positions = (
             [f"resources[{j}]" for j in range(n)]
             if None in map(parent_rows.index.get, keys)
@@ -393,15 +394,17 @@ class HakonGoDecoder:
         keys: list[Hashable] = list(
             zip(owners.tolist(), map(flat.child_name_of, kids), strict=True)
         )
+        starts = np.cumsum(counts) - counts
+        owner_of = np.repeat(np.arange(len(rs)), counts)
+
+        def where(k: int) -> str:
+            return f"resources[{owner_of[k]}].{flat.kind.child_field}[{k - starts[owner_of[k]]}]"
+
+        _refuse_repeats(keys, where, child.kind)
         positions: list[str] = []
         bases: list[dict[str, str]] = []
         if None in map(child_rows.index.get, keys):
-            owner_pos = np.repeat(np.arange(len(rs)), counts).tolist()
-            within = (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).tolist()
-            positions = [
-                f"resources[{p}].{flat.kind.child_field}[{c}]"
-                for p, c in zip(owner_pos, within, strict=True)
-            ]
+            positions = [where(k) for k in range(total)]
             bases = [parent_rows.labels[o] for o in owners.tolist()]
         crow = child.rows(child_rows, keys, bases, kids, positions)
         values = child.values(kids)
@@ -439,6 +442,20 @@ class HakonGoDecoder:
                 values.append(value)
         id_parts.append(np.array(ids, np.int64))
         value_parts.append(np.array(values, np.float64))
+
+
+def _refuse_repeats(keys: Sequence[Hashable], where: Callable[[int], str], kind: Kind) -> None:
+    """Two entries for one resource in a request would race for the same series."""
+    if len(set(keys)) == len(keys):
+        return
+    first: dict[Hashable, int] = {}
+    for k, key in enumerate(keys):
+        if key in first:
+            fields = ", ".join(i.field for i in kind.identity)
+            raise InvalidRequest(
+                f"{where(k)}: repeats {where(first[key])} (same {fields})", field=where(k)
+            )
+        first[key] = k
 
 
 REQUEST_TYPES = {c.path: request_type(c) for c in COLLECTORS}
