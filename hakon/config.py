@@ -246,6 +246,12 @@ class Settings:
         "Samples accepted but not yet durable, across all requests; past it ingest "
         "answers 503 with Retry-After so senders back off.",
     )
+    ingest_body_timeout: float = _setting(
+        parse_duration("30s"),
+        _positive_duration,
+        "Longest an ingest request may take to send its body (a slow sender holds a "
+        "request slot); past it the request gets 408.",
+    )
     ingest_max_concurrent_requests: int = _setting(
         32,
         _int_between(1, 100_000),

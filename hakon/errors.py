@@ -10,6 +10,7 @@ the single table from `code` to HTTP status and renders the error body.
     ├── NotFound                   NOT_FOUND
     ├── MethodNotAllowed           METHOD_NOT_ALLOWED
     ├── Conflict                   CONFLICT              duplicate name, stale version
+    ├── RequestTimeout             REQUEST_TIMEOUT       the body did not arrive in time
     ├── PayloadTooLarge            PAYLOAD_TOO_LARGE
     ├── UnsupportedMediaType       UNSUPPORTED_MEDIA_TYPE  wrong Content-Type or -Encoding
     ├── RateLimited                RATE_LIMITED          carries `retry_after` seconds
@@ -62,6 +63,10 @@ class MethodNotAllowed(HakonError):
 
 class Conflict(HakonError):
     code = "CONFLICT"
+
+
+class RequestTimeout(HakonError):
+    code = "REQUEST_TIMEOUT"
 
 
 class PayloadTooLarge(HakonError):

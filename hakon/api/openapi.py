@@ -21,6 +21,7 @@ _DESCRIPTIONS = {
     "401": "Missing, malformed, expired, badly signed or revoked token.",
     "403": "The token lacks the required scope or binding.",
     "404": "Not found.",
+    "408": "The body did not arrive within `ingest_body_timeout`.",
     "413": "Body, decompressed body or sample count over the configured limit.",
     "415": "Unsupported Content-Type or Content-Encoding.",
     "429": "Rate limit exceeded; see Retry-After and X-RateLimit-* headers.",
@@ -80,7 +81,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     operation.get("description", "") + "\n\n" + note
                 ).strip()
             if "ingest" in operation.get("tags", []):
-                for status in ("413", "415"):
+                for status in ("408", "413", "415"):
                     responses.setdefault(status, _error(status))
             responses.setdefault("500", _error("500"))
     return schema

@@ -29,6 +29,7 @@ class IngestLimits:
     max_future_ms: int = 600_000
     retention_ms: int = 15 * 86_400_000
     series_cache_size: int = 2_000_000
+    body_timeout_s: float = 30.0
 
     def check_sample_count(self, n: int) -> None:
         if n > self.max_samples:

@@ -39,6 +39,7 @@ def limits_from(settings: Settings) -> IngestLimits:
         max_future_ms=int(settings.max_future * 1000),
         retention_ms=int(settings.retention_raw * 1000),
         series_cache_size=settings.ingest_series_cache_size,
+        body_timeout_s=settings.ingest_body_timeout,
     )
 
 

@@ -294,3 +294,31 @@ def test_a_killed_decode_worker_costs_one_retry(tmp_path: Path) -> None:
         assert again.series_labels[0] == first.series_labels[0]  # labels reported again
     finally:
         dec.close()
+
+
+def test_a_trickling_body_gets_408_and_frees_its_slot(tmp_path: Path) -> None:
+    import socket
+
+    data = tmp_path / "data"
+    flags = ("--ingest-body-timeout", "1s", "--ingest-max-concurrent-requests", "1")
+    with HakonProcess(data, *flags) as proc:
+        token = _token(data)["Authorization"]
+        with socket.create_connection(("127.0.0.1", proc.port)) as slow:
+            slow.sendall(
+                b"POST /write HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                + token.encode()
+                + b"\r\nContent-Length: 1000\r\n\r\nm v=1\n"
+            )
+            slow.settimeout(10)
+            started = time.monotonic()
+            reply = b""
+            while b"}}" not in reply:  # headers, then the JSON error body
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+            assert b"REQUEST_TIMEOUT" in reply and time.monotonic() - started < 5
+        # the slot is free again: a normal write goes through
+        ok = httpx.post(proc.url + "/write", content=b"m v=1\n", headers=_token(data))
+        assert ok.status_code == 204

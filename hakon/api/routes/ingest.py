@@ -9,6 +9,7 @@ is durable. Nothing is appended unless the whole request decoded cleanly.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,7 +20,13 @@ from pydantic import BaseModel, Field
 
 from hakon.api.auth import require, runtime_of
 from hakon.auth.tokens import TokenClaims
-from hakon.errors import Forbidden, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from hakon.errors import (
+    Forbidden,
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from hakon.ingest.collectors import COLLECTORS, Collector
 from hakon.ingest.service import Ingest
 
@@ -69,13 +76,21 @@ async def _read_body(request: Request, ingest: Ingest) -> bytes:
     ingest.check_capacity()
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"body exceeds the limit of {limit} bytes", details={"limit_bytes": limit}
-            )
-        chunks.append(chunk)
+    timeout = ingest.limits.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout):  # a trickling sender holds a request slot
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(
+                        f"body exceeds the limit of {limit} bytes", details={"limit_bytes": limit}
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the body did not arrive within {timeout:g} s ({size} bytes received)",
+            details={"received_bytes": size, "timeout_seconds": timeout},
+        ) from None
     return b"".join(chunks)
 
 
