@@ -233,10 +233,11 @@ class _KindFlattener:
         self,
         rows: _Rows,
         keys: Sequence[Hashable],
-        base: list[dict[str, str]] | dict[str, str],
+        parent_of: Callable[[int], dict[str, str]],
         rs: list[Any],
-        positions: list[str],
+        where: Callable[[int], str],
     ) -> np.ndarray:
+        """Each resource's row; new resources get one (their labels checked, named by `where`)."""
         found = list(map(rows.index.get, keys))
         if None in found:
             with self.registry.lock:
@@ -244,8 +245,7 @@ class _KindFlattener:
                     if row is None:
                         found[j] = rows.index.get(keys[j])
                         if found[j] is None:
-                            parent = base[j] if isinstance(base, list) else base
-                            found[j] = self._add(rows, keys[j], parent, rs[j], positions[j])
+                            found[j] = self._add(rows, keys[j], parent_of(j), rs[j], where(j))
         return np.fromiter(found, np.int64, len(found))
 
     def _add(
@@ -332,13 +332,8 @@ class HakonGoDecoder:
         flat = self.flat
         parent_rows, child_rows = self._rows_for(envelope)
         keys = list(map(flat.key_of, rs))
-        _refuse_repeats(keys, lambda j: f"resources[{j}]", self.collector.kind)
-        positions = (
-            [f"resources[{j}]" for j in range(n)]
-            if None in map(parent_rows.index.get, keys)
-            else []
-        )
-        rows = flat.rows(parent_rows, keys, base, rs, positions)
+        _refuse_repeats(keys, _resource_path, self.collector.kind)
+        rows = flat.rows(parent_rows, keys, lambda j: base, rs, _resource_path)
         values = flat.values(rs)
         ids = flat.ids_for(parent_rows, rows, values)
         id_parts, value_parts = [ids.ravel()], [values.ravel()]
@@ -401,12 +396,7 @@ class HakonGoDecoder:
             return f"resources[{owner_of[k]}].{flat.kind.child_field}[{k - starts[owner_of[k]]}]"
 
         _refuse_repeats(keys, where, child.kind)
-        positions: list[str] = []
-        bases: list[dict[str, str]] = []
-        if None in map(child_rows.index.get, keys):
-            positions = [where(k) for k in range(total)]
-            bases = [parent_rows.labels[o] for o in owners.tolist()]
-        crow = child.rows(child_rows, keys, bases, kids, positions)
+        crow = child.rows(child_rows, keys, lambda k: parent_rows.labels[owners[k]], kids, where)
         values = child.values(kids)
         id_parts.append(child.ids_for(child_rows, crow, values).ravel())
         value_parts.append(values.ravel())
@@ -442,6 +432,10 @@ class HakonGoDecoder:
                 values.append(value)
         id_parts.append(np.array(ids, np.int64))
         value_parts.append(np.array(values, np.float64))
+
+
+def _resource_path(j: int) -> str:
+    return f"resources[{j}]"
 
 
 def _refuse_repeats(keys: Sequence[Hashable], where: Callable[[int], str], kind: Kind) -> None:

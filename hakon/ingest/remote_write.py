@@ -101,9 +101,10 @@ class RemoteWriteDecoder:
         ts = np.empty(n, np.int64)
         values = np.empty(n, np.float64)
         pending = np.ones(n, bool)
+        lengths = np.fromiter(map(len, series), np.int64, n)
         for shape in _SHAPES:
             if pending.any():
-                pending &= ~self._decode_shape(series, pending, shape, ids, ts, values)
+                pending &= ~self._decode_shape(series, lengths, pending, shape, ids, ts, values)
         extra: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         drop = np.zeros(n, bool)
         for i in np.flatnonzero(pending).tolist():
@@ -125,6 +126,7 @@ class RemoteWriteDecoder:
     def _decode_shape(
         self,
         series: list[bytes],
+        lengths: np.ndarray,
         candidates: np.ndarray,
         shape: tuple[int, tuple[tuple[int, int], ...], int | None, int],
         ids: np.ndarray,
@@ -134,7 +136,6 @@ class RemoteWriteDecoder:
         """Decode the candidates ending in `shape`; return the mask of those done."""
         tail_len, checks, value_at, ts_at = shape
         n = len(series)
-        lengths = np.fromiter(map(len, series), np.int64, n)
         idx = np.flatnonzero(candidates & (lengths > tail_len))
         done = np.zeros(n, bool)
         if not len(idx):
