@@ -13,8 +13,11 @@ the single table from `code` to HTTP status and renders the error body.
     ├── RequestTimeout             REQUEST_TIMEOUT       the body did not arrive in time
     ├── PayloadTooLarge            PAYLOAD_TOO_LARGE
     ├── UnsupportedMediaType       UNSUPPORTED_MEDIA_TYPE  wrong Content-Type or -Encoding
+    ├── Unprocessable              UNPROCESSABLE         valid request that cannot be evaluated
+    │                                                    (PromQL matching errors, query limits)
     ├── RateLimited                RATE_LIMITED          carries `retry_after` seconds
     ├── Unavailable                SERVICE_UNAVAILABLE   not ready yet, or overloaded: retry
+    │   └── QueryTimeout           QUERY_TIMEOUT         a query ran past its timeout
     ├── InsufficientStorage        INSUFFICIENT_STORAGE  the disk is full: retry later
     └── (anything else)            INTERNAL_ERROR
 """
@@ -77,6 +80,10 @@ class UnsupportedMediaType(HakonError):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
+class Unprocessable(HakonError):
+    code = "UNPROCESSABLE"
+
+
 class RateLimited(HakonError):
     code = "RATE_LIMITED"
 
@@ -97,6 +104,10 @@ class Unavailable(HakonError):
     ) -> None:
         super().__init__(message, details=details)
         self.retry_after = retry_after
+
+
+class QueryTimeout(Unavailable):
+    code = "QUERY_TIMEOUT"
 
 
 class InsufficientStorage(HakonError):

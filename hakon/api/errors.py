@@ -28,12 +28,15 @@ STATUS_BY_CODE = {
     "CONFLICT": 409,
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,
+    "UNPROCESSABLE": 422,
     "RATE_LIMITED": 429,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
+    "QUERY_TIMEOUT": 503,
     "INSUFFICIENT_STORAGE": 507,
 }
-CODE_BY_STATUS = {status: code for code, status in STATUS_BY_CODE.items()}
+# The first code listed for a status is the one a bare HTTP error of that status gets.
+CODE_BY_STATUS = {status: code for code, status in reversed(STATUS_BY_CODE.items())}
 
 
 class ErrorDetail(BaseModel):

@@ -1,0 +1,125 @@
+"""Numbers and results in the Prometheus HTTP API's exact text forms.
+
+Values are strings formatted like Go's `strconv.FormatFloat(f, 'f' or 'e', -1)`
+(exponent below 1e-6 and from 1e21), timestamps are seconds with up to three
+decimals, as Prometheus writes them. Results are built as JSON text directly:
+a matrix of thousands of series is mostly these strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from hakon.query.values import Scalar, String, Vector
+from hakon.store.labels import Labels
+
+
+def format_value(f: float) -> str:
+    if f != f:
+        return "NaN"
+    if f in (math.inf, -math.inf):
+        return "+Inf" if f > 0 else "-Inf"
+    a = abs(f)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        return _go_exponent(repr(f))
+    return format_value_plain(f)
+
+
+def format_value_plain(f: float) -> str:
+    """Go's 'f' format with the shortest exact digits (count_values' label values)."""
+    if f != f:
+        return "NaN"
+    if f in (math.inf, -math.inf):
+        return "+Inf" if f > 0 else "-Inf"
+    text = repr(f)
+    if "e" in text or "E" in text:
+        return str(np.format_float_positional(f, unique=True, trim="-"))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _go_exponent(text: str) -> str:
+    """Python's shortest repr in exponent form to Go's: '1e-07' stays, '1.5e+22' stays."""
+    if "e" not in text:
+        mantissa, exp = f"{float(text):e}".split("e")
+        return mantissa + "e" + exp  # pragma: no cover - repr uses exponents in range
+    mantissa, exp = text.split("e")
+    sign = exp[0] if exp[0] in "+-" else "+"
+    digits = exp.lstrip("+-").rjust(2, "0")
+    return f"{mantissa}e{sign}{digits}"
+
+
+def format_time(ms: int) -> str:
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    whole, frac = divmod(ms, 1000)
+    return f"{sign}{whole}.{frac:03d}" if frac else f"{sign}{whole}"
+
+
+def labels_json(labels: Labels) -> str:
+    return json.dumps(dict(labels), ensure_ascii=False, separators=(",", ":"))
+
+
+def instant_vector_json(vector: Vector, time_ms: int) -> str:
+    t = format_time(time_ms)
+    rows = np.flatnonzero(vector.present[:, 0]).tolist()
+    values = vector.values[:, 0]
+    return (
+        "["
+        + ",".join(
+            '{"metric":%s,"value":[%s,"%s"]}'
+            % (labels_json(vector.labels[r]), t, format_value(float(values[r])))
+            for r in rows
+        )
+        + "]"
+    )
+
+
+def matrix_json(vector: Vector, steps: np.ndarray) -> str:
+    times = [format_time(int(t)) for t in steps.tolist()]
+    parts = []
+    for r, labels in enumerate(vector.labels):
+        cols = np.flatnonzero(vector.present[r]).tolist()
+        if not cols:
+            continue
+        row = vector.values[r]
+        points = ",".join(f'[{times[c]},"{format_value(float(row[c]))}"]' for c in cols)
+        parts.append('{"metric":%s,"values":[%s]}' % (labels_json(labels), points))
+    return "[" + ",".join(parts) + "]"
+
+
+def scalar_json(scalar: Scalar, time_ms: int) -> str:
+    return f'[{format_time(time_ms)},"{format_value(float(scalar.values[0]))}"]'
+
+
+def string_json(value: String, time_ms: int) -> str:
+    return f"[{format_time(time_ms)},{json.dumps(value.value)}]"
+
+
+def raw_matrix_json(series: list[tuple[Labels, np.ndarray, np.ndarray]]) -> str:
+    """A range-vector result (`foo[5m]` as an instant query): the raw samples."""
+    parts = []
+    for labels, ts, vals in series:
+        points = ",".join(
+            f'[{format_time(t)},"{format_value(v)}"]'
+            for t, v in zip(ts.tolist(), vals.tolist(), strict=True)
+        )
+        parts.append('{"metric":%s,"values":[%s]}' % (labels_json(labels), points))
+    return "[" + ",".join(parts) + "]"
+
+
+def ordered_rows(vector: Vector, order: str) -> list[int]:
+    """Rows of an instant vector present at its step, in the order the API lists them.
+
+    Prometheus lists `sort`/`sort_desc`/`topk`/`bottomk` results by value (NaN
+    last) and leaves other orders unspecified; here they are sorted by labels.
+    """
+    rows = np.flatnonzero(vector.present[:, 0])
+    if order == "labels":
+        return sorted(rows.tolist(), key=lambda r: vector.labels[r])
+    values = vector.values[rows, 0]
+    nan = np.isnan(values)
+    key = values if order == "asc" else -values
+    return rows[np.lexsort((np.where(nan, 0.0, key), nan))].tolist()
