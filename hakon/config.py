@@ -269,6 +269,38 @@ class Settings:
         _int_between(1000, 10**9),
         "Label sets whose series ids the ingest path remembers (per format).",
     )
+    query_lookback_delta: float = _setting(
+        parse_duration("5m"),
+        _positive_duration,
+        "How far back an instant vector selector looks for a series' latest sample; "
+        "a series silent for longer drops out of results (Prometheus's lookback delta).",
+    )
+    query_timeout: float = _setting(
+        parse_duration("2m"),
+        _positive_duration,
+        "Longest a query may run; past it the query fails with 503 (errorType timeout). "
+        "A request's own `timeout` parameter can only shorten it.",
+    )
+    query_max_series: int = _setting(
+        1_000_000,
+        _int_between(1, 10**9),
+        "Series one selector of a query may select; more is a 422 naming the limit.",
+    )
+    query_max_samples: int = _setting(
+        100_000_000,
+        _int_between(1, 10**10),
+        "Raw samples one selector of a query may read; more is a 422 naming the limit.",
+    )
+    query_max_points: int = _setting(
+        100_000_000,
+        _int_between(1, 10**10),
+        "Series x steps any intermediate result of a query may hold (bounds its memory).",
+    )
+    query_max_concurrency: int = _setting(
+        4,
+        _int_between(1, 1024),
+        "Queries evaluated at once; further queries wait for a slot until their timeout.",
+    )
 
     @classmethod
     def load(

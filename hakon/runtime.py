@@ -19,6 +19,7 @@ from hakon.errors import Unavailable
 from hakon.gcpolicy import GcFreezer
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
+from hakon.query.service import QueryService, options_from
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions
 from hakon.store.interface import RAW
@@ -35,6 +36,7 @@ class Runtime:
         self.catalog: Catalog | None = None
         self._store: Store | None = None
         self._ingest: Ingest | None = None
+        self._query: QueryService | None = None
         self._gc: GcFreezer | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
@@ -67,6 +69,12 @@ class Runtime:
         return self._store
 
     @property
+    def query(self) -> QueryService:
+        if self._query is None:
+            raise Unavailable("storage is still opening; retry shortly")
+        return self._query
+
+    @property
     def ingest(self) -> Ingest:
         if self._ingest is None:
             raise Unavailable("storage is still opening; retry shortly")
@@ -91,6 +99,9 @@ class Runtime:
                 decode_processes(self.settings.ingest_decode_processes),
             )
             self._ingest.decoding.warm()
+            self._query = QueryService(
+                self._store, options_from(self.settings), self.settings.query_max_concurrency
+            )
         except BaseException as exc:
             self.open_error = exc
             log.exception("opening storage failed")
@@ -103,6 +114,7 @@ class Runtime:
         self._ready.clear()
         if self._gc is not None:
             self._gc.stop()
+        self._query = None
         if self._ingest is not None:
             self._ingest.close()
             self._ingest = None

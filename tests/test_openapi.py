@@ -16,13 +16,29 @@ def test_every_operation_documents_its_errors(tmp_path) -> None:
     assert "ErrorResponse" in doc["components"]["schemas"]
     operations = [op for path in doc["paths"].values() for op in path.values()]
     # health x2, ready x2, metrics, 3 token routes, 2 admin, 7 HakonGo collectors,
-    # node metrics, remote_write, text import, 2 Influx writes
-    assert len(operations) == 22
+    # node metrics, remote_write, text import, 2 Influx writes; Prometheus API: query,
+    # query_range, series, labels and format_query as GET and POST, label values,
+    # metadata, exemplars, buildinfo, rules, alerts
+    assert len(operations) == 38
     for op in operations:
-        assert "422" not in op["responses"]
+        evaluates = op["operationId"].startswith(("prometheus_query_", "prometheus_query_range_"))
+        assert ("422" in op["responses"]) == evaluates
         assert "500" in op["responses"]
         if "requestBody" in op:
             assert "400" in op["responses"]
+
+
+def test_prometheus_operations_document_prometheus_shapes(tmp_path) -> None:
+    doc = spec(tmp_path)
+    query = doc["paths"]["/prometheus/api/v1/query"]
+    assert {"get", "post"} <= set(query)
+    post = query["post"]
+    assert "application/x-www-form-urlencoded" in post["requestBody"]["content"]
+    assert post["x-required-scope"] == "metrics:read"
+    schema = post["responses"]["400"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/PrometheusError"}
+    names = {p["name"] for p in query["get"]["parameters"]}
+    assert {"query", "time", "timeout", "limit"} <= names
 
 
 def test_authenticated_operations_carry_security_and_scope(tmp_path) -> None:

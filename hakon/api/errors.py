@@ -120,6 +120,36 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     return error_response(code, message, request_id_of(request), headers=headers)
 
 
+# The Prometheus HTTP API's `errorType` for each of our codes (its status stays ours).
+PROMETHEUS_ERROR_TYPES = {
+    "INVALID_REQUEST": "bad_data",
+    "PAYLOAD_TOO_LARGE": "bad_data",
+    "UNPROCESSABLE": "execution",
+    "QUERY_TIMEOUT": "timeout",
+    "SERVICE_UNAVAILABLE": "unavailable",
+    "NOT_FOUND": "not_found",
+    "UNAUTHORIZED": "unauthorized",
+    "FORBIDDEN": "forbidden",
+    "RATE_LIMITED": "unavailable",
+}
+
+
+def prometheus_error_response(exc: HakonError) -> JSONResponse:
+    """`{"status": "error", "errorType", "error"}`, as Prometheus answers."""
+    headers = None
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+    if exc.code == "INTERNAL_ERROR":
+        log.error("internal error: %s", exc.message)
+    body = {
+        "status": "error",
+        "errorType": PROMETHEUS_ERROR_TYPES.get(exc.code, "internal"),
+        "error": exc.message,
+    }
+    return JSONResponse(body, status_code=STATUS_BY_CODE.get(exc.code, 500), headers=headers)
+
+
 def install(app: Any) -> None:
     app.add_exception_handler(HakonError, handle_hakon_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)

@@ -7,6 +7,7 @@ can really return, and authenticated operations list the scope they need.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +17,33 @@ from hakon.api.errors import ErrorResponse
 from hakon.ingest.service import request_schemas
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+_PROMETHEUS_ERROR_REF = {"$ref": "#/components/schemas/PrometheusError"}
+PROMETHEUS_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "The Prometheus HTTP API's error envelope.",
+    "required": ["status", "errorType", "error"],
+    "properties": {
+        "status": {"type": "string", "enum": ["error"]},
+        "errorType": {
+            "type": "string",
+            "description": "bad_data, execution, timeout, unavailable, not_found, "
+            "unauthorized, forbidden or internal.",
+        },
+        "error": {"type": "string"},
+    },
+}
+PROMETHEUS_SUCCESS_SCHEMA = {
+    "type": "object",
+    "description": "The Prometheus HTTP API's success envelope.",
+    "required": ["status", "data"],
+    "properties": {
+        "status": {"type": "string", "enum": ["success"]},
+        "data": {},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+# Prometheus routes that evaluate PromQL can fail in evaluation (422, errorType execution).
+_EVALUATING = ("prometheus_query_", "prometheus_query_range_")
 _DESCRIPTIONS = {
     "400": "Invalid request: the message and `details.field` name the problem.",
     "401": "Missing, malformed, expired, badly signed or revoked token.",
@@ -24,16 +52,20 @@ _DESCRIPTIONS = {
     "408": "The body did not arrive within `ingest_body_timeout`.",
     "413": "Body, decompressed body or sample count over the configured limit.",
     "415": "Unsupported Content-Type or Content-Encoding.",
+    "422": "The query is valid but cannot be evaluated: a PromQL matching error or a "
+    "query limit (series, samples, points).",
     "429": "Rate limit exceeded; see Retry-After and X-RateLimit-* headers.",
     "500": "Internal error.",
-    "503": "Storage is still opening or the service is overloaded; retry.",
+    "503": "Storage is still opening, the service is overloaded, or a query timed out; retry.",
 }
 
 
-def _error(status: str) -> dict[str, Any]:
+def _error(status: str, prometheus: bool = False) -> dict[str, Any]:
     return {
         "description": _DESCRIPTIONS[status],
-        "content": {"application/json": {"schema": _ERROR_REF}},
+        "content": {
+            "application/json": {"schema": _PROMETHEUS_ERROR_REF if prometheus else _ERROR_REF}
+        },
     }
 
 
@@ -56,6 +88,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         schema["components"]["schemas"][name] = sub
     schema["components"]["schemas"]["ErrorResponse"].pop("$defs", None)
     schema["components"]["schemas"].update(request_schemas())
+    schema["components"]["schemas"]["PrometheusError"] = PROMETHEUS_ERROR_SCHEMA
+    schema["components"]["schemas"]["PrometheusSuccess"] = PROMETHEUS_SUCCESS_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(name, None)
 
@@ -63,15 +97,28 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             had_validation = responses.pop("422", None) is not None
+            prometheus = "prometheus" in operation.get("tags", [])
+            error = functools.partial(_error, prometheus=prometheus)
+            if prometheus:
+                responses["200"] = {
+                    "description": "Success.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/PrometheusSuccess"}
+                        }
+                    },
+                }
+                if operation.get("operationId", "").startswith(_EVALUATING):
+                    responses["422"] = error("422")
             requirements = operation.get("security") or []
             authenticated = any("bearer" in r for r in requirements)
             scopes = [s for r in requirements for s in r.get("bearer", [])]
             scope = scopes[0] if scopes else None
             if had_validation or operation.get("parameters") or operation.get("requestBody"):
-                responses.setdefault("400", _error("400"))
+                responses.setdefault("400", error("400"))
             if authenticated:
                 for status in ("401", "403", "429", "503"):
-                    responses.setdefault(status, _error(status))
+                    responses.setdefault(status, error(status))
                 if scope:
                     operation["x-required-scope"] = scope
                     note = f"Requires a token with the `{scope}` scope (or `admin`)."
@@ -82,8 +129,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 ).strip()
             if "ingest" in operation.get("tags", []):
                 for status in ("408", "413", "415"):
-                    responses.setdefault(status, _error(status))
-            responses.setdefault("500", _error("500"))
+                    responses.setdefault(status, error(status))
+            responses.setdefault("500", error("500"))
     return schema
 
 

@@ -93,7 +93,9 @@ def _select(op: str, vector: Vector, keys: list[Labels], k_param: np.ndarray) ->
     absent = ~vector.present.T
     nan = np.isnan(values)
     primary = -values if op == "topk" else values
-    order = np.lexsort((np.where(nan, 0.0, primary), nan, absent, np.broadcast_to(group, values.shape)))
+    order = np.lexsort(
+        (np.where(nan, 0.0, primary), nan, absent, np.broadcast_to(group, values.shape))
+    )
     sizes = np.bincount(group)
     group_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     ordered_group = group[order]

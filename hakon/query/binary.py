@@ -71,7 +71,9 @@ def scalar_scalar(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return arith(op, a, b)
 
 
-def vector_scalar(op: str, vector: Vector, scalar: np.ndarray, swap: bool, return_bool: bool) -> Vector:
+def vector_scalar(
+    op: str, vector: Vector, scalar: np.ndarray, swap: bool, return_bool: bool
+) -> Vector:
     """`vector op scalar`, or `scalar op vector` when `swap`."""
     s = scalar[None, :]
     lhs, rhs = (s, vector.values) if swap else (vector.values, s)

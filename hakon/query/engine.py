@@ -17,6 +17,7 @@ import promql_parser as pp
 
 from hakon.errors import InvalidRequest, QueryTimeout, Unprocessable
 from hakon.query import aggregate, binary, functions, rangefuncs
+from hakon.query.binary import Matching
 from hakon.query.values import (
     RangeSamples,
     Scalar,
@@ -75,6 +76,25 @@ def parse(query: str) -> Any:
         raise InvalidRequest(f"cannot parse the query: {exc}", field="query") from None
 
 
+def selector_matchers(vs: Any) -> list[Matcher]:
+    """A parsed vector selector's matchers, the metric name included."""
+    if vs.matchers.or_matchers:
+        raise InvalidRequest("'or' inside a label matcher set is not supported", field="query")
+    out = []
+    if vs.name:
+        out.append(Matcher(METRIC_NAME, "=", vs.name))
+    for m in vs.matchers.matchers:
+        try:
+            out.append(Matcher(m.name, _MATCH_OPS[str(m.op)], m.value))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), field="query") from None
+    if all(m.matches_empty for m in out):
+        raise InvalidRequest(
+            "vector selector must contain at least one non-empty matcher", field="query"
+        )
+    return out
+
+
 def ms_of(delta: Any) -> int:
     return 0 if delta is None else round(delta.total_seconds() * 1000)
 
@@ -125,7 +145,8 @@ class Engine:
         value = ev.eval(expr)
         if isinstance(value, String):
             raise InvalidRequest(
-                'invalid expression type "string" for range query, must be Scalar or instant Vector',
+                'invalid expression type "string" for range query, '
+                "must be Scalar or instant Vector",
                 field="query",
             )
         if isinstance(value, Scalar):
@@ -152,7 +173,9 @@ class _Evaluation:
         self.reader = engine.reader
         self.steps = steps
         self.T = len(steps)
-        timeout = self.options.timeout_s if timeout_s is None else min(timeout_s, self.options.timeout_s)
+        timeout = (
+            self.options.timeout_s if timeout_s is None else min(timeout_s, self.options.timeout_s)
+        )
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
 
@@ -228,21 +251,7 @@ class _Evaluation:
     # -- selectors ---------------------------------------------------------------
 
     def matchers(self, vs: Any) -> list[Matcher]:
-        if vs.matchers.or_matchers:
-            raise InvalidRequest("'or' inside a label matcher set is not supported", field="query")
-        out = []
-        if vs.name:
-            out.append(Matcher(METRIC_NAME, "=", vs.name))
-        for m in vs.matchers.matchers:
-            try:
-                out.append(Matcher(m.name, _MATCH_OPS[str(m.op)], m.value))
-            except ValueError as exc:
-                raise InvalidRequest(str(exc), field="query") from None
-        if all(m.matches_empty for m in out):
-            raise InvalidRequest(
-                "vector selector must contain at least one non-empty matcher", field="query"
-            )
-        return out
+        return selector_matchers(vs)
 
     def selector_ends(self, vs: Any) -> tuple[np.ndarray, bool]:
         """Each step's evaluation time for this selector, and whether it is fixed by `@`."""
@@ -324,7 +333,9 @@ class _Evaluation:
         w, _ = self.windows(node)
         lo, hi = w.lo[:, 0], w.hi[:, 0]
         keep = np.flatnonzero(hi > lo)
-        idx = np.concatenate([np.arange(lo[i], hi[i]) for i in keep.tolist()] or [np.empty(0, np.int64)])
+        idx = np.concatenate(
+            [np.arange(lo[i], hi[i]) for i in keep.tolist()] or [np.empty(0, np.int64)]
+        )
         lengths = (hi - lo)[keep]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return RangeSamples(
@@ -355,7 +366,9 @@ class _Evaluation:
             return self._range_result(w, values, present, keep_name=False)
         if name == "absent_over_time":
             w, _ = self.windows(args[0])
-            any_present = (w.count > 0).any(axis=0) if len(w.samples.labels) else np.zeros(self.T, bool)
+            any_present = (
+                (w.count > 0).any(axis=0) if len(w.samples.labels) else np.zeros(self.T, bool)
+            )
             return self._absent(args[0].vector_selector, ~any_present)
         if name == "absent":
             vector = self.vector_arg(args[0], "absent's argument")
@@ -382,7 +395,9 @@ class _Evaluation:
             return functions.apply_math(name, self.vector_arg(args[0], f"{name}'s argument"))
         if name == "round":
             v = self.vector_arg(args[0], "round's argument")
-            to = self.scalar_arg(args[1], "round's to_nearest") if len(args) > 1 else np.ones(self.T)
+            to = (
+                self.scalar_arg(args[1], "round's to_nearest") if len(args) > 1 else np.ones(self.T)
+            )
             return functions.round_to(v, to)
         if name in ("clamp", "clamp_min", "clamp_max"):
             v = self.vector_arg(args[0], f"{name}'s argument")
@@ -391,7 +406,9 @@ class _Evaluation:
                 high = self.scalar_arg(args[2], "clamp's max")
                 return functions.clamp(v, low, high)
             bound = self.scalar_arg(args[1], f"{name}'s bound")
-            return functions.clamp(v, bound if name == "clamp_min" else None, bound if name == "clamp_max" else None)
+            return functions.clamp(
+                v, bound if name == "clamp_min" else None, bound if name == "clamp_max" else None
+            )
         if name in functions.DATE_FUNCTIONS:
             if args:
                 v = self.vector_arg(args[0], f"{name}'s argument")
@@ -410,7 +427,9 @@ class _Evaluation:
             return self.vector_arg(args[0], f"{name}'s argument")
         if name == "label_replace":
             v = self.vector_arg(args[0], "label_replace's first argument")
-            dst, repl, src, regex = (self.string_arg(a, "label_replace's arguments") for a in args[1:5])
+            dst, repl, src, regex = (
+                self.string_arg(a, "label_replace's arguments") for a in args[1:5]
+            )
             return functions.label_replace(v, dst, repl, src, regex)
         if name == "label_join":
             v = self.vector_arg(args[0], "label_join's first argument")
@@ -429,7 +448,7 @@ class _Evaluation:
         vector = Vector(labels, values, present).compact()
         return vector if keep_name else merge_same_labels(vector)
 
-    def _absent(self, selector: Any, absent: np.ndarray) -> Vector:
+    def _absent(self, selector: Any, absent: Any) -> Vector:
         labels: dict[str, str] = {}
         if selector is not None:
             seen: set[str] = set()
@@ -441,9 +460,8 @@ class _Evaluation:
                 elif m.name in labels:
                     del labels[m.name]  # two matchers on one label: no value to report
                 seen.add(m.name)
-        return Vector(
-            [tuple(sorted(labels.items()))], np.ones((1, self.T)), absent[None, :].copy()
-        ).compact()
+        present = np.asarray(absent)[None, :].copy()
+        return Vector([tuple(sorted(labels.items()))], np.ones((1, self.T)), present).compact()
 
     # -- aggregations and operators ---------------------------------------------
 
@@ -484,10 +502,10 @@ class _Evaluation:
         return result
 
     @staticmethod
-    def matching(op: str, mod: Any) -> binary.Matching:
+    def matching(op: str, mod: Any) -> Matching:
         if mod is None:
             card = "many-to-many" if op in binary.SET else "one-to-one"
-            return binary.Matching(card, False, (), (), False)
+            return Matching(card, False, (), (), False)
         fill = mod.fill_values
         if fill is not None and (fill.lhs is not None or fill.rhs is not None):
             raise InvalidRequest("fill modifiers are not supported", field="query")
@@ -498,4 +516,4 @@ class _Evaluation:
         on = matching is not None and matching.type == pp.LabelModifierType.Include
         labels = tuple(matching.labels) if matching is not None else ()
         include = tuple(mod.group_labels or ())
-        return binary.Matching(card, on, labels, include, bool(mod.return_bool))
+        return Matching(card, on, labels, include, bool(mod.return_bool))

@@ -181,14 +181,16 @@ def compile_regex(pattern: str, field: str) -> re.Pattern[str]:
     try:
         return re.compile(rf"(?s:{pattern})\Z")
     except re.error as exc:
-        raise InvalidRequest(f"invalid regular expression {pattern!r}: {exc}", field=field) from None
+        raise InvalidRequest(
+            f"invalid regular expression {pattern!r}: {exc}", field=field
+        ) from None
 
 
-def label_replace(
-    vector: Vector, dst: str, replacement: str, src: str, pattern: str
-) -> Vector:
+def label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern: str) -> Vector:
     if not LABEL_NAME.match(dst) and dst != METRIC_NAME:
-        raise InvalidRequest(f"invalid destination label name in label_replace(): {dst}", field="query")
+        raise InvalidRequest(
+            f"invalid destination label name in label_replace(): {dst}", field="query"
+        )
     regex = compile_regex(pattern, "query")
     labels: list[Labels] = []
     for ls in vector.labels:
@@ -208,7 +210,9 @@ def label_replace(
 
 def label_join(vector: Vector, dst: str, sep: str, sources: list[str]) -> Vector:
     if not LABEL_NAME.match(dst) and dst != METRIC_NAME:
-        raise InvalidRequest(f"invalid destination label name in label_join(): {dst}", field="query")
+        raise InvalidRequest(
+            f"invalid destination label name in label_join(): {dst}", field="query"
+        )
     labels: list[Labels] = []
     for ls in vector.labels:
         as_dict = dict(ls)

@@ -187,7 +187,9 @@ def _reduce(w: Windows, min_count: int, reducer: Reducer) -> Result:
     lengths = hi - lo
     if not len(flat_ok):
         return out, ok
-    bounds = np.searchsorted(np.cumsum(lengths), np.arange(GATHER_CHUNK, lengths.sum(), GATHER_CHUNK))
+    bounds = np.searchsorted(
+        np.cumsum(lengths), np.arange(GATHER_CHUNK, lengths.sum(), GATHER_CHUNK)
+    )
     flat_out = out.ravel()
     for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(lengths)], strict=True):
         if a >= b:
@@ -250,9 +252,7 @@ def quantile_of_segments(
 
 def quantile_over_time(w: Windows, q: np.ndarray) -> Result:
     steps = len(w.steps)
-    return _reduce(
-        w, 1, lambda v, t, s, n, r: quantile_of_segments(v, s, n, q[r % steps])
-    )
+    return _reduce(w, 1, lambda v, t, s, n, r: quantile_of_segments(v, s, n, q[r % steps]))
 
 
 def _regression(

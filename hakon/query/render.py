@@ -66,15 +66,11 @@ def instant_vector_json(vector: Vector, time_ms: int) -> str:
     t = format_time(time_ms)
     rows = np.flatnonzero(vector.present[:, 0]).tolist()
     values = vector.values[:, 0]
-    return (
-        "["
-        + ",".join(
-            '{"metric":%s,"value":[%s,"%s"]}'
-            % (labels_json(vector.labels[r]), t, format_value(float(values[r])))
-            for r in rows
-        )
-        + "]"
-    )
+    parts = []
+    for r in rows:
+        value = format_value(float(values[r]))
+        parts.append(f'{{"metric":{labels_json(vector.labels[r])},"value":[{t},"{value}"]}}')
+    return "[" + ",".join(parts) + "]"
 
 
 def matrix_json(vector: Vector, steps: np.ndarray) -> str:
@@ -86,7 +82,7 @@ def matrix_json(vector: Vector, steps: np.ndarray) -> str:
             continue
         row = vector.values[r]
         points = ",".join(f'[{times[c]},"{format_value(float(row[c]))}"]' for c in cols)
-        parts.append('{"metric":%s,"values":[%s]}' % (labels_json(labels), points))
+        parts.append(f'{{"metric":{labels_json(labels)},"values":[{points}]}}')
     return "[" + ",".join(parts) + "]"
 
 
@@ -106,7 +102,7 @@ def raw_matrix_json(series: list[tuple[Labels, np.ndarray, np.ndarray]]) -> str:
             f'[{format_time(t)},"{format_value(v)}"]'
             for t, v in zip(ts.tolist(), vals.tolist(), strict=True)
         )
-        parts.append('{"metric":%s,"values":[%s]}' % (labels_json(labels), points))
+        parts.append(f'{{"metric":{labels_json(labels)},"values":[{points}]}}')
     return "[" + ",".join(parts) + "]"
 
 

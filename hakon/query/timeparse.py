@@ -8,7 +8,15 @@ from datetime import datetime
 
 from hakon.errors import InvalidRequest
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
+_UNITS_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+    "y": 31_536_000_000,
+}
 _DURATION = re.compile(r"^((\d+)(ms|y|w|d|h|m|s))+$")
 _PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
 # Far enough from the edges of int64 milliseconds to compute with (Prometheus uses the same idea).
@@ -47,7 +55,10 @@ def parse_time_ms(text: str, field: str) -> int:
         pass
     else:
         if math.isnan(seconds):
-            raise InvalidRequest(f'invalid parameter "{field}": cannot parse "{text}" to a valid timestamp', field=field)
+            raise InvalidRequest(
+                f'invalid parameter "{field}": cannot parse "{text}" to a valid timestamp',
+                field=field,
+            )
         if math.isinf(seconds):
             return MAX_TIME_MS if seconds > 0 else MIN_TIME_MS
         ms = round(seconds * 1000)

@@ -49,7 +49,7 @@ class Vector:
 
     def compact(self) -> Vector:
         """Drop series absent at every step."""
-        alive = self.present.any(axis=1)
+        alive = np.asarray(self.present.any(axis=1))
         return self if alive.all() else self.rows(alive)
 
 

@@ -80,7 +80,9 @@ def check(store: Store, ev: Eval, where: str) -> None:
             result = engine.range(ev.expr, ev.start_ms, ev.end_ms, ev.step_ms)
     except HakonError as exc:
         if ev.fail:
-            assert ev.error is None or ev.error in exc.message, f"{where}: got error {exc.message!r}"
+            assert ev.error is None or ev.error in exc.message, (
+                f"{where}: got error {exc.message!r}"
+            )
             return
         raise AssertionError(f"{where}: {ev.expr!r} failed: {exc.message}") from exc
     assert not ev.fail, f"{where}: {ev.expr!r} should have failed"
@@ -107,7 +109,9 @@ def check(store: Store, ev: Eval, where: str) -> None:
         )
         for g, w in zip(got_points, want_points, strict=True):
             if g is MISSING or w is MISSING:
-                assert g is w, f"{where}: {ev.expr!r} {labels}: got {got_points}, want {want_points}"
+                assert g is w, (
+                    f"{where}: {ev.expr!r} {labels}: got {got_points}, want {want_points}"
+                )
             else:
                 assert close_enough(float(g), float(w)), (  # type: ignore[arg-type]
                     f"{where}: {ev.expr!r} {labels}: got {got_points}, want {want_points}"
@@ -141,4 +145,3 @@ def _open(tmp_path: Path, generation: int) -> Store:
         maintenance_interval_s=3600,
     )
     return Store(data, Catalog.open_in(data), options).open()
-

@@ -1,0 +1,64 @@
+"""The query service: the engine behind a concurrency bound, built from settings.
+
+Queries run in worker threads (numpy releases the GIL for the heavy parts),
+at most `query_max_concurrency` at once, so a burst of dashboards cannot take
+every core from ingest; a query that cannot start before its timeout fails
+like one that ran too long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from hakon.config import Settings
+from hakon.errors import QueryTimeout
+from hakon.query.engine import Engine, QueryOptions, Result
+from hakon.store.interface import Reader
+
+T = TypeVar("T")
+
+
+def options_from(settings: Settings) -> QueryOptions:
+    return QueryOptions(
+        lookback_ms=int(settings.query_lookback_delta * 1000),
+        timeout_s=settings.query_timeout,
+        max_series=settings.query_max_series,
+        max_samples=settings.query_max_samples,
+        max_points=settings.query_max_points,
+    )
+
+
+class QueryService:
+    def __init__(self, reader: Reader, options: QueryOptions, max_concurrency: int) -> None:
+        self.reader = reader
+        self.engine = Engine(reader, options)
+        self.options = options
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+
+    def _run(self, timeout_s: float | None, fn: Callable[[float], T]) -> T:
+        budget = (
+            self.options.timeout_s if timeout_s is None else min(timeout_s, self.options.timeout_s)
+        )
+        started = time.monotonic()
+        if not self._slots.acquire(timeout=budget):
+            raise QueryTimeout(
+                f"no query slot became free within {budget:g}s "
+                "(setting query_max_concurrency); retry later"
+            )
+        try:
+            return fn(budget - (time.monotonic() - started))
+        finally:
+            self._slots.release()
+
+    def instant(self, query: str, time_ms: int, timeout_s: float | None = None) -> Result:
+        return self._run(timeout_s, lambda left: self.engine.instant(query, time_ms, left))
+
+    def range(
+        self, query: str, start_ms: int, end_ms: int, step_ms: int, timeout_s: float | None = None
+    ) -> Result:
+        return self._run(
+            timeout_s, lambda left: self.engine.range(query, start_ms, end_ms, step_ms, left)
+        )
