@@ -352,16 +352,22 @@ class _Evaluation:
         args = list(node.args)
         if name in rangefuncs.PLAIN:
             w, _ = self.windows(args[0])
+            if not len(w.samples.ts):
+                return Vector.empty(self.T)
             values, present = rangefuncs.PLAIN[name](w)
             return self._range_result(w, values, present, keep_name=name in rangefuncs.KEEPS_NAME)
         if name == "quantile_over_time":
             q = self.scalar_arg(args[0], "quantile_over_time's first argument")
             w, _ = self.windows(args[1])
+            if not len(w.samples.ts):
+                return Vector.empty(self.T)
             values, present = rangefuncs.quantile_over_time(w, q)
             return self._range_result(w, values, present, keep_name=False)
         if name == "predict_linear":
             w, _ = self.windows(args[0])
             seconds = self.scalar_arg(args[1], "predict_linear's second argument")
+            if not len(w.samples.ts):
+                return Vector.empty(self.T)
             values, present = rangefuncs.predict_linear(w, seconds)
             return self._range_result(w, values, present, keep_name=False)
         if name == "absent_over_time":

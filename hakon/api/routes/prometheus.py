@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -38,6 +39,7 @@ from hakon.query.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms, p
 from hakon.query.values import RangeSamples, Scalar, String, Vector
 from hakon.store.labels import Matcher
 
+log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 1 << 20
 # Reported in buildinfo: the Prometheus API and PromQL semantics Hakon follows.
 COMPATIBLE_PROMETHEUS = "3.0.0"
@@ -54,6 +56,9 @@ class PrometheusRoute(APIRoute):
                 return await handler(request)
             except HakonError as exc:
                 return prometheus_error_response(exc)
+            except Exception:
+                log.exception("unhandled error in %s %s", request.method, request.url.path)
+                return prometheus_error_response(HakonError("internal server error"))
 
         return route
 

@@ -1,0 +1,92 @@
+"""Real peers for compatibility tests: Debian's Prometheus, started on a free loopback port.
+
+Tests that need one skip when it is not installed, unless HAKON_REQUIRE_PEERS=1
+(as `.ci/run` sets), which makes its absence a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from serverproc import free_port
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+REQUIRED = os.environ.get("HAKON_REQUIRE_PEERS") == "1"
+if REQUIRED and (PROMETHEUS is None or PROMTOOL is None):
+    raise RuntimeError("prometheus and promtool are required (apt-get install prometheus)")
+
+
+class PrometheusProcess:
+    """`prometheus` with a data dir of its own; `config` is the YAML text of its config."""
+
+    def __init__(self, workdir: Path, config: str = "global: {}\n", *extra: str) -> None:
+        assert PROMETHEUS is not None
+        self.workdir = workdir
+        self.data = workdir / "tsdb"
+        self.port = free_port()
+        self.config = workdir / "prometheus.yml"
+        self.config.write_text(config)
+        self.log = workdir / "prometheus.log"
+        self.extra = list(extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> PrometheusProcess:
+        assert PROMETHEUS is not None
+        cmd = [
+            PROMETHEUS,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.data}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--storage.tsdb.retention.time=3650d",
+            *self.extra,
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("prometheus exited:\n" + self.log.read_text())
+            try:
+                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("prometheus did not become ready:\n" + self.log.read_text())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> PrometheusProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def create_blocks_from_openmetrics(text_file: Path, tsdb: Path) -> None:
+    """Load an OpenMetrics file (ending in `# EOF`) into `tsdb` as blocks, with promtool."""
+    assert PROMTOOL is not None
+    tsdb.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(text_file), str(tsdb)],
+        check=True,
+        capture_output=True,
+    )
