@@ -134,10 +134,7 @@ def _compare(query: str, where: str, ours: dict[str, Any], theirs: dict[str, Any
             problems.append(f"{where}: {labels}: timestamps differ: {len(gp)} vs {len(wp)} points")
             continue
         for (t, gv), (_, wv) in zip(gp, wp, strict=True):
-            if kind_o == "string":
-                ok = gv == wv
-            else:
-                ok = _close(_number(gv), _number(wv))
+            ok = gv == wv if kind_o == "string" else _close(_number(gv), _number(wv))
             if not ok:
                 problems.append(f"{where}: {labels} at {t}: hakon {gv} != prometheus {wv}")
                 break
