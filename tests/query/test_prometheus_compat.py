@@ -124,10 +124,9 @@ def _compare(query: str, where: str, ours: dict[str, Any], theirs: dict[str, Any
     if kind_o in ("scalar", "string"):
         got = [([], got)]
         want = [([], want)]
-    if [g[0] for g in got] != [w[0] for w in want]:
-        return [
-            f"{where}: label sets differ\n  hakon: {[g[0] for g in got]}\n  prom:  {[w[0] for w in want]}"
-        ]
+    ours_labels, their_labels = [g[0] for g in got], [w[0] for w in want]
+    if ours_labels != their_labels:
+        return [f"{where}: label sets differ\n  hakon: {ours_labels}\n  prom:  {their_labels}"]
     problems = []
     for (labels, gp), (_, wp) in zip(got, want, strict=True):
         if [p[0] for p in gp] != [p[0] for p in wp]:
