@@ -354,7 +354,7 @@ class _Evaluation:
             w, _ = self.windows(args[0])
             if not len(w.samples.ts):
                 return Vector.empty(self.T)
-            values, present = rangefuncs.PLAIN[name](w)
+            values, present = rangefuncs.by_row_chunks(rangefuncs.PLAIN[name], w)
             return self._range_result(w, values, present, keep_name=name in rangefuncs.KEEPS_NAME)
         if name == "quantile_over_time":
             q = self.scalar_arg(args[0], "quantile_over_time's first argument")

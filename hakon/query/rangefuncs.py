@@ -11,7 +11,8 @@ The formulas follow Prometheus 3's `promql/functions.go`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from hakon.query.values import RangeSamples
 from hakon.query.windows import gather
 
 GATHER_CHUNK = 4_000_000  # samples gathered at once by the reduce-based functions
+# Windows computed at once: small enough that a chain of numpy temporaries stays
+# in cache and reuses freed buffers instead of faulting in fresh pages.
+ROW_CHUNK_WINDOWS = 1 << 16
 
 
 @dataclass
@@ -29,13 +33,40 @@ class Windows:
     ends: np.ndarray  # int64 [T]: each window's end (eval time minus offset), ms
     steps: np.ndarray  # int64 [T]: evaluation times, ms
     range_ms: int
+    # Per-sample arrays derived once and shared by every row chunk (prefix sums).
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def count(self) -> np.ndarray:
         return self.hi - self.lo
 
+    def rows(self, a: int, b: int) -> Windows:
+        return Windows(
+            self.samples, self.lo[a:b], self.hi[a:b], self.ends, self.steps, self.range_ms,
+            self.cache,
+        )  # fmt: skip
+
+    def derived(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
 
 Result = tuple[np.ndarray, np.ndarray]  # values [S, T], present [S, T]
+
+
+def by_row_chunks(fn: Callable[[Windows], Result], w: Windows) -> Result:
+    """Apply `fn` to bands of rows; every range function is independent per series."""
+    n_rows, steps = w.lo.shape
+    per_chunk = max(1, ROW_CHUNK_WINDOWS // max(steps, 1))
+    if n_rows <= per_chunk:
+        return fn(w)
+    values = np.empty((n_rows, steps))
+    present = np.empty((n_rows, steps), dtype=bool)
+    for a in range(0, n_rows, per_chunk):
+        b = min(a + per_chunk, n_rows)
+        values[a:b], present[a:b] = fn(w.rows(a, b))
+    return values, present
 
 
 def _prefix(indicator: np.ndarray) -> np.ndarray:
@@ -52,11 +83,20 @@ def _pairs_within_series(samples: RangeSamples) -> np.ndarray:
     return same
 
 
-def _between_pairs(w: Windows, per_pair: np.ndarray) -> np.ndarray:
-    """Sum of `per_pair[i]` (the pair i-1, i) over pairs inside each window."""
-    p = _prefix(per_pair)
+def _between_pairs(w: Windows, prefix: np.ndarray) -> np.ndarray:
+    """Sum over the pairs (i-1, i) inside each window, from the prefix sum of a per-pair value."""
     lo1 = np.minimum(w.lo + 1, w.hi)
-    return p[w.hi] - p[lo1]
+    return prefix[w.hi] - prefix[lo1]
+
+
+def _counter_drops(w: Windows) -> np.ndarray:
+    """Prefix sum of the value before each counter reset (what rate adds back)."""
+    v = w.samples.values
+    prev = np.empty_like(v)
+    if len(v):
+        prev[0] = 0.0
+        prev[1:] = v[:-1]
+    return _prefix(np.where((v < prev) & _pairs_within_series(w.samples), prev, 0.0))
 
 
 # -- rate family ---------------------------------------------------------------------
@@ -71,12 +111,7 @@ def extrapolated(w: Windows, is_counter: bool, is_rate: bool) -> Result:
     first_v, last_v = v[lo], v[last_i]
     result = last_v - first_v
     if is_counter:
-        prev = np.empty_like(v)
-        if len(v):
-            prev[0] = 0.0
-            prev[1:] = v[:-1]
-        drops = np.where((v < prev) & _pairs_within_series(w.samples), prev, 0.0)
-        result = result + _between_pairs(w, drops)
+        result += _between_pairs(w, w.derived("counter_drops", lambda: _counter_drops(w)))
     first_t, last_t = t[lo], t[last_i]
     range_start = (w.ends - w.range_ms)[None, :]
     range_end = w.ends[None, :]
@@ -154,18 +189,27 @@ def last_over_time(w: Windows) -> Result:
     return w.samples.values[np.where(ok, w.hi - 1, 0)], ok
 
 
-def changes(w: Windows) -> Result:
+def _changed(w: Windows) -> np.ndarray:
     v = w.samples.values
     prev = np.concatenate([[np.nan], v[:-1]]) if len(v) else v
     changed = (v != prev) & ~(np.isnan(v) & np.isnan(prev)) & _pairs_within_series(w.samples)
-    return _between_pairs(w, changed.astype(np.int64)).astype(np.float64), w.count > 0
+    return _prefix(changed.astype(np.int64))
+
+
+def _dropped(w: Windows) -> np.ndarray:
+    v = w.samples.values
+    prev = np.concatenate([[np.nan], v[:-1]]) if len(v) else v
+    return _prefix(((v < prev) & _pairs_within_series(w.samples)).astype(np.int64))
+
+
+def changes(w: Windows) -> Result:
+    prefix = w.derived("changed", lambda: _changed(w))
+    return _between_pairs(w, prefix).astype(np.float64), w.count > 0
 
 
 def resets(w: Windows) -> Result:
-    v = w.samples.values
-    prev = np.concatenate([[np.nan], v[:-1]]) if len(v) else v
-    dropped = (v < prev) & _pairs_within_series(w.samples)
-    return _between_pairs(w, dropped.astype(np.int64)).astype(np.float64), w.count > 0
+    prefix = w.derived("dropped", lambda: _dropped(w))
+    return _between_pairs(w, prefix).astype(np.float64), w.count > 0
 
 
 # -- gathered window functions --------------------------------------------------------

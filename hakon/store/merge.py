@@ -73,12 +73,48 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
         s, t, v = parts[0]
         if _is_sorted_unique(s, t):
             return Samples(s, t, v)
+    elif _time_ordered(parts) and all(_is_sorted_unique(p[0], p[1]) for p in parts):
+        return _interleave(parts)
     return sort_dedup(
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
         ids,
     )
+
+
+def _time_ordered(parts: Sequence[Part]) -> bool:
+    """Each part lies wholly before the next in time (blocks of successive partitions)."""
+    return all(
+        int(a[1].max()) < int(b[1].min()) for a, b in zip(parts[:-1], parts[1:], strict=True)
+    )
+
+
+def _interleave(parts: Sequence[Part]) -> Samples:
+    """Merge sorted, time-disjoint parts in time order without sorting: each series'
+    rows from part 0, then part 1, ... land at computed positions (one scatter)."""
+    keys = np.unique(np.concatenate([np.unique(p[0]) for p in parts]))
+    counts = [
+        np.searchsorted(p[0], keys, side="right") - np.searchsorted(p[0], keys, side="left")
+        for p in parts
+    ]
+    per_series = np.sum(counts, axis=0)
+    start = np.zeros(len(keys), dtype=np.int64)
+    np.cumsum(per_series[:-1], out=start[1:])
+    total = int(per_series.sum())
+    series = np.empty(total, dtype=np.int64)
+    ts = np.empty(total, dtype=np.int64)
+    values = np.empty(total, dtype=np.float64)
+    before = np.zeros(len(keys), dtype=np.int64)
+    for (s, t, v), count in zip(parts, counts, strict=True):
+        part_start = np.zeros(len(keys), dtype=np.int64)
+        np.cumsum(count[:-1], out=part_start[1:])
+        dest = np.repeat(start + before - part_start, count) + np.arange(len(t))
+        series[dest] = s
+        ts[dest] = t
+        values[dest] = v
+        before += count
+    return Samples(series, ts, values)
 
 
 def _is_sorted_unique(series: np.ndarray, ts: np.ndarray) -> bool:
