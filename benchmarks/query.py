@@ -30,13 +30,12 @@ from pathlib import Path
 
 import cramjam
 import httpx
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))  # first: benchmarks/store.py, not tests/store
 
-from serverproc import HakonProcess, free_port  # noqa: E402
-from store import STEP_MS, DataSet, batches_for, open_store  # noqa: E402
+from serverproc import HakonProcess, free_port
+from store import STEP_MS, DataSet, batches_for, open_store
 
 QUERIES = [
     ("sum by (namespace) (rate(container_cpu_usage_seconds_total[5m]))", 15),
@@ -158,7 +157,9 @@ def start_victoria(work: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     return proc, url
 
 
-def timed_query(client: httpx.Client, url: str, query: str, start: int, end: int, step: int) -> float:
+def timed_query(
+    client: httpx.Client, url: str, query: str, start: int, end: int, step: int
+) -> float:
     params = {"query": query, "start": str(start), "end": str(end), "step": str(step)}
     started = time.perf_counter()
     r = client.get(url, params=params)
@@ -200,7 +201,9 @@ def main() -> None:
     steps = int(args.hours * 3600_000 / STEP_MS)
     end_ms = (int(time.time()) - 120) * 1000
     base = end_ms - steps * STEP_MS
-    print(f"data: {args.series} series x {steps} samples ({args.hours:g} h at 15 s), workdir {work}")
+    print(
+        f"data: {args.series} series x {steps} samples ({args.hours:g} h at 15 s), workdir {work}"
+    )
     started = time.perf_counter()
     build_hakon(work / "hakon", DataSet(args.series), steps, base)
     print(f"hakon: wrote and flushed in {time.perf_counter() - started:.1f} s")
@@ -255,7 +258,9 @@ def main() -> None:
                 line = f"{query:<82} {step:>3}s" + "".join(
                     f" {medians[n]:>9.1f} ms" for n in engines
                 )
-                ratios = [f"{n}: {medians['hakon'] / medians[n]:.2f}" for n in engines if n != "hakon"]
+                ratios = [
+                    f"{n}: {medians['hakon'] / medians[n]:.2f}" for n in engines if n != "hakon"
+                ]
                 print(line + "   " + ", ".join(ratios), flush=True)
     finally:
         for _, proc in engines.values():

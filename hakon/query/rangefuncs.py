@@ -35,6 +35,11 @@ class Windows:
     range_ms: int
     # Per-sample arrays derived once and shared by every row chunk (prefix sums).
     cache: dict[str, Any] = field(default_factory=dict)
+    longest: int = 0  # the most samples in any window, over all rows
+
+    def __post_init__(self) -> None:
+        if not self.longest and self.lo.size:
+            self.longest = int((self.hi - self.lo).max())
 
     @property
     def count(self) -> np.ndarray:
@@ -43,7 +48,7 @@ class Windows:
     def rows(self, a: int, b: int) -> Windows:
         return Windows(
             self.samples, self.lo[a:b], self.hi[a:b], self.ends, self.steps, self.range_ms,
-            self.cache,
+            self.cache, self.longest,
         )  # fmt: skip
 
     def derived(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -253,9 +258,40 @@ def avg_over_time(w: Windows) -> Result:
     return _reduce(w, 1, lambda v, t, s, n, r: np.add.reduceat(v, s) / n)
 
 
+def _sparse_table(values: np.ndarray, ufunc: np.ufunc, longest: int) -> np.ndarray:
+    """Row k holds ufunc over values[i : i + 2**k] (clipped at the end), k < log2(longest) + 1."""
+    levels = max(1, int(longest).bit_length())
+    table = np.empty((levels, len(values)))
+    table[0] = values
+    for k in range(1, levels):
+        half = 1 << (k - 1)
+        table[k, -half:] = table[k - 1, -half:]
+        ufunc(table[k - 1, :-half], table[k - 1, half:], out=table[k, :-half])
+    return table
+
+
 def _extreme(ufunc: np.ufunc) -> Callable[[Windows], Result]:
-    # fmax/fmin skip NaN unless every value is NaN, as Prometheus's loops do.
-    return lambda w: _reduce(w, 1, lambda v, t, s, n, r: ufunc.reduceat(v, s))
+    """min/max over each window in O(1) from a sparse table: two overlapping power-of-two
+    spans cover any window. fmax/fmin skip NaN unless all values are NaN, like Prometheus."""
+
+    def fn(w: Windows) -> Result:
+        n = w.count
+        ok = n > 0
+        table = w.derived(
+            f"sparse_{ufunc.__name__}",
+            lambda: _sparse_table(w.samples.values, ufunc, w.longest),
+        )
+        length = np.maximum(n, 1)
+        k = np.floor(np.log2(length)).astype(np.int64)
+        width = np.left_shift(1, k)
+        lo = np.where(ok, w.lo, 0)
+        hi = np.where(ok, w.hi, width)
+        size = table.shape[1]
+        flat = table.ravel()
+        out = ufunc(flat[k * size + lo], flat[k * size + hi - width])
+        return out, ok
+
+    return fn
 
 
 max_over_time = _extreme(np.fmax)

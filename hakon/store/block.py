@@ -366,8 +366,10 @@ class BlockFile:
         last = first + self.directory.rows[runs] - 1
         rg_lo = np.searchsorted(self.rg_offsets, first, side="right") - 1
         rg_hi = np.searchsorted(self.rg_offsets, last, side="right") - 1
-        spans = [np.arange(a, b + 1) for a, b in zip(rg_lo.tolist(), rg_hi.tolist(), strict=True)]
-        return np.unique(np.concatenate(spans)) if spans else rg_lo, rg_lo
+        # Most runs lie in one or two row groups; only longer ones need their middles listed.
+        wide = np.flatnonzero(rg_hi - rg_lo > 1)
+        middles = [np.arange(rg_lo[i] + 1, rg_hi[i]) for i in wide.tolist()]
+        return np.unique(np.concatenate([rg_lo, rg_hi, *middles])), rg_lo
 
     def raw_row_groups(self, ids: np.ndarray | None, start: int, end: int) -> list[int]:
         return self._row_groups(self._runs(ids, start, end))[0].tolist()

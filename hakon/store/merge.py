@@ -74,7 +74,7 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
         if _is_sorted_unique(s, t):
             return Samples(s, t, v)
     elif _time_ordered(parts) and all(_is_sorted_unique(p[0], p[1]) for p in parts):
-        return _interleave(parts)
+        return _interleave(parts, ids)
     return sort_dedup(
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
@@ -90,10 +90,11 @@ def _time_ordered(parts: Sequence[Part]) -> bool:
     )
 
 
-def _interleave(parts: Sequence[Part]) -> Samples:
+def _interleave(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
     """Merge sorted, time-disjoint parts in time order without sorting: each series'
-    rows from part 0, then part 1, ... land at computed positions (one scatter)."""
-    keys = np.unique(np.concatenate([np.unique(p[0]) for p in parts]))
+    rows from part 0, then part 1, ... land at computed positions (one scatter).
+    `ids`, when given, are the sorted unique ids the parts' series are drawn from."""
+    keys = ids if ids is not None else np.unique(np.concatenate([np.unique(p[0]) for p in parts]))
     counts = [
         np.searchsorted(p[0], keys, side="right") - np.searchsorted(p[0], keys, side="left")
         for p in parts
