@@ -249,7 +249,7 @@ def main() -> None:
         with httpx.Client(timeout=300) as client:
             for query, step in QUERIES:
                 times: dict[str, list[float]] = {name: [] for name in engines}
-                for name, (url, _) in engines.items():
+                for url, _ in engines.values():
                     timed_query(client, url, query, start_s, end_s, step)  # warm-up
                 for _ in range(args.repeat):
                     for name, (url, _) in engines.items():

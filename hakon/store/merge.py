@@ -7,6 +7,7 @@ Parts are given oldest first; a stable sort keeps that order among equal
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -85,9 +86,7 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
 
 def _time_ordered(parts: Sequence[Part]) -> bool:
     """Each part lies wholly before the next in time (blocks of successive partitions)."""
-    return all(
-        int(a[1].max()) < int(b[1].min()) for a, b in zip(parts[:-1], parts[1:], strict=True)
-    )
+    return all(int(a[1].max()) < int(b[1].min()) for a, b in itertools.pairwise(parts))
 
 
 def _interleave(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
