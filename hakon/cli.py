@@ -2,6 +2,7 @@
 
 hakon serve [flags]            run the service (flags from the settings table)
 hakon token create ...         mint a token offline with the data dir's secret
+hakon query 'EXPR' [...]       run PromQL against a running server, print a table
 """
 
 from __future__ import annotations
@@ -73,12 +74,37 @@ def _token_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     c.add_argument("--cluster-id", default=None, help="bind the token to one cluster")
 
 
+def _query_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "query",
+        help="run a PromQL query against a running Hakon and print a table",
+        description="Instant query at --time (default now), or a range query with "
+        "--start/--end/--step. Times: RFC 3339, Unix seconds, now, now-1h.",
+    )
+    p.add_argument("expr", help="PromQL expression")
+    p.add_argument("--time", help="evaluation time (instant query)")
+    p.add_argument("--start", help="range start (default now-1h when --end or --step is given)")
+    p.add_argument("--end", help="range end (default now)")
+    p.add_argument("--step", help="range step, e.g. 15s or 1m (default: about 250 points)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get(ENV_PREFIX + "URL", "http://127.0.0.1:9420"),
+        help="the server (default $HAKON_URL or http://127.0.0.1:9420)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get(ENV_PREFIX + "TOKEN"),
+        help="a token with metrics:read (default $HAKON_TOKEN)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hakon", description="Hakon metrics and alerting.")
     parser.add_argument("--version", action="version", version=f"hakon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _token_parser(sub)
+    _query_parser(sub)
     return parser
 
 
@@ -127,4 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "token" and args.token_command == "create":
         return _token_create(args)
+    if args.command == "query":
+        from hakon.query.cli import run
+
+        if args.step and not args.start:
+            args.start = "now-1h"
+        return run(args)
     return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -192,3 +194,33 @@ def test_buildinfo_metadata_format_query_rules_alerts(api: httpx.Client) -> None
     assert prom(api, "/rules").json()["data"] == {"groups": []}
     assert prom(api, "/alerts").json()["data"] == {"alerts": []}
     assert prom(api, "/query_exemplars", query="up", start="0", end="1").json()["data"] == []
+
+
+def _cli(server: HakonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "hakon", "query", *args, "--url", server.url]
+    cmd += ["--token", server.admin_token()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_query_prints_tables(api: httpx.Client, server: HakonProcess) -> None:
+    instant = _cli(server, "temp_celsius", "--time", str(NOW_S))
+    assert instant.returncode == 0, instant.stderr
+    header, row = instant.stdout.splitlines()
+    assert header.split() == ["SERIES", "TIME", "VALUE"]
+    expected_value = str(20 + (240 % 4))
+    assert row.split() == ['temp_celsius{room="hall"}', _iso(NOW_S), expected_value]
+    ranged = _cli(server, "sum(temp_celsius)", "--start", str(NOW_S - 120), "--end", str(NOW_S),
+                  "--step", "1m")  # fmt: skip
+    assert ranged.returncode == 0, ranged.stderr
+    lines = ranged.stdout.splitlines()[1:]
+    assert [line.split()[-2] for line in lines] == [
+        _iso(NOW_S - 120),
+        _iso(NOW_S - 60),
+        _iso(NOW_S),
+    ]
+    bad = _cli(server, "sum(")
+    assert bad.returncode == 1 and "bad_data" in bad.stderr
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
