@@ -245,3 +245,22 @@ def cluster_metrics(
 
 def _value_text(value: float) -> str:
     return format_value(value)
+
+
+def markdown_table(table: dict[str, NativeMetric], summed: bool) -> str:
+    """The metric table docs/query.md shows (a test keeps the two in step).
+
+    `summed`: the view adds its series up (a cluster's nodes), rather than
+    showing one series (a node's own).
+    """
+    lines = ["| metric | computed from | meaning |", "|---|---|---|"]
+    for name, m in table.items():
+        source = " + ".join(f"`{n}`" for n in m.numerator)
+        if m.counter:
+            source = f"per-second rate of {source}"
+        if m.denominator:
+            source = f"{m.scale:g} × Σ {source} / Σ " + " + ".join(f"`{n}`" for n in m.denominator)
+        elif summed:
+            source = f"Σ {source}"
+        lines.append(f"| `{name}` | {source} | {m.description} |")
+    return "\n".join(lines) + "\n"
