@@ -259,7 +259,7 @@ def markdown_table(table: dict[str, NativeMetric], summed: bool) -> str:
         if m.counter:
             source = f"per-second rate of {source}"
         if m.denominator:
-            source = f"{m.scale:g} × Σ {source} / Σ " + " + ".join(f"`{n}`" for n in m.denominator)
+            source = f"{m.scale:g} * Σ {source} / Σ " + " + ".join(f"`{n}`" for n in m.denominator)
         elif summed:
             source = f"Σ {source}"
         lines.append(f"| `{name}` | {source} | {m.description} |")
