@@ -30,6 +30,7 @@ from pathlib import Path
 
 import cramjam
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))  # first: benchmarks/store.py, not tests/store
@@ -188,12 +189,81 @@ def build_hakon(data: Path, ds: DataSet, steps: int, base: int) -> None:
         catalog.close()
 
 
+EDGE_SERIES = (
+    "hakon_edge_cpu_usage_percent",
+    "hakon_edge_memory_usage_gigabytes",
+    "hakon_edge_memory_total_gigabytes",
+    "hakon_edge_disk_usage_gigabytes",
+    "hakon_edge_disk_total_gigabytes",
+    "hakon_edge_network_rx_bytes_total",
+    "hakon_edge_network_tx_bytes_total",
+    "hakon_edge_heartbeat_timestamp_seconds",
+)
+
+
+def build_edge(data: Path, nodes: int, days: int, end_ms: int) -> int:
+    """`nodes` edge nodes reporting once a minute for `days` days; returns samples written."""
+    from hakon.store.interface import RAW, SampleBatch
+    from hakon.store.labels import canonical, series_ids
+
+    day_ms = 86_400_000
+    retention = {RAW: 400 * day_ms, 300_000: 400 * day_ms, 3_600_000: 400 * day_ms}
+    catalog, store = open_store(data, retention_ms=retention)  # type: ignore[arg-type]
+    labels = [
+        canonical({"__name__": name, "node_id": f"edge-{n:03d}"})
+        for n in range(nodes)
+        for name in EDGE_SERIES
+    ]
+    ids = series_ids(labels)
+    rng = np.random.default_rng(5)
+    start = end_ms - days * day_ms
+    written = 0
+    try:
+        for hour in range(days * 24):
+            minutes = start + hour * 3_600_000 + 60_000 * np.arange(60)
+            ts = np.tile(minutes, len(ids)) + rng.integers(0, 900, 60 * len(ids))
+            values = rng.uniform(0, 100, 60 * len(ids))
+            sample_series = np.repeat(ids, 60)
+            store.append(SampleBatch(ids, labels, sample_series, ts, values))
+            written += len(ts)
+        store.flush()
+    finally:
+        store.close()
+        catalog.close()
+    return written
+
+
+def time_native(url: str, nodes: int, repeat: int) -> None:
+    cases = [
+        ("/api/v1/metrics/nodes/edge-007", {"timeframe": "7d", "resolution": "1h"}, 50),
+        ("/api/v1/metrics/nodes/edge-007", {"timeframe": "30d", "resolution": "1h"}, 100),
+        ("/api/v1/metrics/nodes/edge-007", {"timeframe": "24h", "resolution": "5m"}, None),
+        ("/api/v1/metrics", {"timeframe": "7d", "resolution": "1h"}, None),
+    ]
+    print(f"\nnative endpoints ({nodes} edge nodes, 8 series each, one sample a minute)")
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for path, params, target in cases:
+            client.get(path, params=params).raise_for_status()
+            times = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                r = client.get(path, params=params)
+                times.append(time.perf_counter() - started)
+                r.raise_for_status()
+            query = path + "?" + "&".join(f"{k}={v}" for k, v in params.items())
+            goal = f"  (target <= {target} ms)" if target else ""
+            print(f"{query:<60} {statistics.median(times) * 1000:9.1f} ms{goal}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--series", type=int, default=50_000)
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--nodes", type=int, default=20, help="edge nodes of the 30-day set")
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--skip-promql", action="store_true", help="only the native endpoints")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
 
@@ -205,13 +275,22 @@ def main() -> None:
         f"data: {args.series} series x {steps} samples ({args.hours:g} h at 15 s), workdir {work}"
     )
     started = time.perf_counter()
-    build_hakon(work / "hakon", DataSet(args.series), steps, base)
-    print(f"hakon: wrote and flushed in {time.perf_counter() - started:.1f} s")
+    if args.skip_promql:
+        args.series, steps = 0, 0
+    else:
+        build_hakon(work / "hakon", DataSet(args.series), steps, base)
+    written = build_edge(work / "hakon", args.nodes, args.days, end_ms)
+    print(f"hakon: wrote and flushed in {time.perf_counter() - started:.1f} s "
+          f"(+ {written / 1e6:.1f} M edge samples over {args.days} days)")  # fmt: skip
 
     engines: dict[str, tuple[str, subprocess.Popen[bytes] | HakonProcess]] = {}
     hakon = HakonProcess(work / "hakon", "--no-auth", "--rate-limit-rps", "0").start()
     engines["hakon"] = (hakon.url + "/prometheus/api/v1/query_range", hakon)
     bodies: list[bytes] | None = None
+    time_native(hakon.url, args.nodes, args.repeat)
+    if args.skip_promql:
+        hakon.stop()
+        return
     if not args.no_peers:
         for name, starter, write_path, query_path in (
             ("prometheus", start_prometheus, "/api/v1/write", "/api/v1/query_range"),

@@ -82,6 +82,13 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_many(ms: np.ndarray) -> list[str]:
+    """`iso` of many bucket starts at once."""
+    stamps = np.asarray(ms, dtype=np.int64).astype("datetime64[ms]")
+    text = np.datetime_as_string(stamps, unit="s")
+    return [t + "Z" for t in text.tolist()]
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -125,9 +132,10 @@ def _combine(
 
 
 def _points(starts: np.ndarray, values: np.ndarray, has: np.ndarray) -> list[dict[str, Any]]:
+    keep = np.flatnonzero(has)
     return [
-        {"timestamp": iso(int(starts[i])), "value": _finite(float(values[i]))}
-        for i in np.flatnonzero(has).tolist()
+        {"timestamp": t, "value": v if math.isfinite(v) else None}
+        for t, v in zip(iso_many(starts[keep]), values[keep].tolist(), strict=True)
     ]
 
 
@@ -236,15 +244,11 @@ def cluster_metrics(
         out[name] = {
             "metric": name,
             "values": [
-                [iso(int(buckets.starts[i])), _value_text(float(values[i]))]
-                for i in np.flatnonzero(has).tolist()
+                [t, format_value(v)]
+                for t, v in zip(iso_many(buckets.starts[has]), values[has].tolist(), strict=True)
             ],
         }
     return {"metrics": out, "source": buckets.source}
-
-
-def _value_text(value: float) -> str:
-    return format_value(value)
 
 
 def markdown_table(table: dict[str, NativeMetric], summed: bool) -> str:

@@ -40,6 +40,7 @@ import numpy as np
 from hakon.errors import InsufficientStorage, InvalidRequest
 from hakon.store import rollup as rollups_mod
 from hakon.store.block import BlockFile, write_raw_block
+from hakon.store.cache import RowGroupCache
 from hakon.store.catalog import Catalog
 from hakon.store.compact import plan_compactions, plan_retention, split_by_partition
 from hakon.store.head import Head, HeadSnapshot
@@ -69,6 +70,7 @@ class StoreOptions:
     row_group_rows: int = 8_192  # with 2-3 columns a row, smaller groups read faster
     compaction_min_blocks: int = 4
     maintenance_interval_s: float = 5.0
+    rollup_cache_bytes: int = 256 << 20
 
     def __post_init__(self) -> None:
         if self.block_duration_ms % HOUR_MS:
@@ -115,6 +117,7 @@ class Store:
         self._synced_offset = 0
         self._seq = 0
         self.damaged: list[dict[str, str]] = []
+        self.rollup_cache = RowGroupCache(self.options.rollup_cache_bytes)
         self.wal_replay_seconds = 0.0
         self.wal_replayed_samples = 0
 
@@ -425,7 +428,9 @@ class Store:
             stored = [snap.rollups.get(f"{b.meta.id}@{resolution_ms}") for b in raw]
             if len(raw) == 1 and stored[0] is not None and p not in head_ps:
                 # One compacted raw block: its rollups are exact.
-                parts.append(rollups_mod.read_rollup_block(stored[0].file, ids, lo, hi))
+                parts.append(
+                    rollups_mod.read_rollup_block(stored[0].file, ids, lo, hi, self.rollup_cache)
+                )
             elif raw or p in head_ps:
                 # Overlapping blocks or head data: stored rollups could double count.
                 samples = self._read(snap, ids, p, p_end)
@@ -435,7 +440,9 @@ class Store:
             else:
                 # Raw data has expired: the rollups are all there is.
                 for block in rollups_by_p.get(p, []):
-                    parts.append(rollups_mod.read_rollup_block(block.file, ids, lo, hi))
+                    parts.append(
+                        rollups_mod.read_rollup_block(block.file, ids, lo, hi, self.rollup_cache)
+                    )
         return rollups_mod.concat(parts)
 
     # -- flush, compaction, retention ---------------------------------------------------

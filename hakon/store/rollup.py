@@ -8,12 +8,14 @@ functions skip stale points; a bucket holding only NaNs is dropped.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from hakon.store.block import BlockFile, write_parquet_atomically
+from hakon.store.cache import RowGroupCache
 from hakon.store.interface import Rollups, Samples
 from hakon.store.merge import EMPTY_F64, EMPTY_I64, ranges_for
 
@@ -69,12 +71,26 @@ def write_rollup_block(rollups: Rollups, path: Path, row_group_rows: int) -> int
     return write_parquet_atomically(table, path, row_group_rows, ENCODINGS)
 
 
-def read_rollup_block(block: BlockFile, ids: np.ndarray, start: int, end: int) -> Rollups:
+def read_rollup_block(
+    block: BlockFile, ids: np.ndarray, start: int, end: int, cache: RowGroupCache | None = None
+) -> Rollups:
     groups = block.row_groups_for(ids)
     if not groups:
         return EMPTY_ROLLUPS
-    table = block.read_table(groups, COLUMNS)
-    cols = {c: table.column(c).to_numpy() for c in COLUMNS}
+
+    def decode(group_list: list[int]) -> dict[str, np.ndarray]:
+        table = block.read_table(group_list, COLUMNS)
+        return {c: table.column(c).to_numpy() for c in COLUMNS}
+
+    if cache is None:
+        cols = decode(groups)
+    else:
+        decoded = [cache.get((str(block.path), g), functools.partial(decode, [g])) for g in groups]
+        cols = (
+            decoded[0]
+            if len(decoded) == 1
+            else {c: np.concatenate([d[c] for d in decoded]) for c in COLUMNS}
+        )
     rows = ranges_for(cols["series"], ids)
     bucket = cols["bucket"][rows]
     rows = rows[(bucket >= start) & (bucket <= end)]

@@ -1,0 +1,34 @@
+"""The row-group cache: hits skip decoding, and it never holds more than its bound."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hakon.store.cache import RowGroupCache
+
+
+def test_hits_skip_the_loader_and_the_bound_holds() -> None:
+    cache = RowGroupCache(max_bytes=3 * 800)
+    loads: list[int] = []
+
+    def loader(key: int):  # type: ignore[no-untyped-def]
+        def load() -> dict[str, np.ndarray]:
+            loads.append(key)
+            return {"v": np.zeros(100)}  # 800 bytes
+
+        return load
+
+    for key in (1, 2, 3, 1):
+        cache.get(key, loader(key))
+    assert loads == [1, 2, 3] and cache.hits == 1
+    cache.get(4, loader(4))  # evicts the least recently used: 2
+    assert cache.nbytes <= cache.max_bytes
+    cache.get(1, loader(1))
+    cache.get(2, loader(2))
+    assert loads == [1, 2, 3, 4, 2]
+
+
+def test_an_entry_larger_than_the_cache_is_returned_but_not_kept() -> None:
+    cache = RowGroupCache(max_bytes=100)
+    got = cache.get("big", lambda: {"v": np.zeros(1000)})
+    assert len(got["v"]) == 1000 and cache.nbytes == 0
