@@ -112,12 +112,26 @@ class SeriesIndex:
             missing[hits] = False
         return missing
 
+    # With an equality matcher this selective, checking the other matchers on each
+    # candidate's labels beats building and intersecting sets of bigger postings.
+    VERIFY_AT_MOST = 4096
+
     def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         """Ids and labels of the series matching every matcher."""
         positive: list[set[int]] = []
         filters: list[Matcher] = []
         with self._lock:
             self._index_pending()
+            equal = sorted(
+                (len(self._postings.get(m.name, {}).get(m.value, ())), i)
+                for i, m in enumerate(matchers)
+                if m.op == "=" and not m.matches_empty
+            )
+            if equal and (equal[0][0] <= self.VERIFY_AT_MOST or len(matchers) == 1):
+                first = matchers[equal[0][1]]
+                seeds = list(self._postings.get(first.name, {}).get(first.value, ()))
+                rest = [m for i, m in enumerate(matchers) if i != equal[0][1]]
+                return self._verified(seeds, rest)
             for m in matchers:
                 if m.matches_empty:
                     filters.append(m)
@@ -140,14 +154,20 @@ class SeriesIndex:
                 candidates = candidates & other
                 if not candidates:
                     return {}
+        return self._verified(candidates, filters)
+
+    def _verified(
+        self, candidates: Iterable[int], matchers: Sequence[Matcher]
+    ) -> dict[int, Labels]:
+        labels_of = self._labels
+        if not matchers:
+            return {sid: labels_of[sid] for sid in candidates}
         out: dict[int, Labels] = {}
         for sid in candidates:
-            labels = self._labels[sid]
-            if filters:
-                as_dict = dict(labels)
-                if not all(m.matches(as_dict.get(m.name, "")) for m in filters):
-                    continue
-            out[sid] = labels
+            labels = labels_of[sid]
+            as_dict = dict(labels)
+            if all(m.matches(as_dict.get(m.name, "")) for m in matchers):
+                out[sid] = labels
         return out
 
     def label_names(self, ids: Iterable[int] | None = None) -> list[str]:
