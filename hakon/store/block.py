@@ -225,24 +225,50 @@ RAW_ENCODINGS = {
 }
 
 
-def write_raw_block(samples: Samples, path: Path, row_group_rows: int) -> int:
+def cluster_runs(samples: Samples, groups: np.ndarray) -> Samples:
+    """Samples with whole series runs reordered by (group, series id).
+
+    `groups` has one key per series run of `samples` (sorted by series id): rows
+    of series sharing a key (a metric name) become neighbours on disk, so a
+    query for one metric decodes its row groups only, not every row group that
+    happens to hold one of its hash-scattered ids.
+    """
+    starts = np.flatnonzero(run_starts(samples.series))
+    lengths = np.diff(np.append(starts, len(samples.series)))
+    order = np.lexsort((samples.series[starts], groups))
+    new_starts = np.zeros(len(order), dtype=np.int64)
+    if len(order) > 1:
+        np.cumsum(lengths[order][:-1], out=new_starts[1:])
+    perm = np.repeat(starts[order] - new_starts, lengths[order]) + np.arange(len(samples.series))
+    return Samples(samples.series[perm], samples.timestamps[perm], samples.values[perm])
+
+
+def write_raw_block(
+    samples: Samples, path: Path, row_group_rows: int, groups: np.ndarray | None = None
+) -> int:
+    """Write sorted samples as a raw block; `groups` (one key per series) clusters rows."""
+    if groups is not None and len(samples.series):
+        samples = cluster_runs(samples, groups)
     scale, vint, as_int = encode_values(samples.series, samples.values)
     starts = run_starts(samples.series)
     step, quotient = factor_steps(vint, as_int, starts)
     first = np.flatnonzero(starts)
     rows = np.diff(np.append(first, len(starts)))
     last = first + rows - 1
+    by_id = np.argsort(samples.series[first], kind="stable")  # the directory is sorted by id
     directory = pa.table(
         [
-            pa.array(samples.series[first]),
-            pa.array(first.astype(np.int64)),
-            pa.array(rows.astype(np.int64)),
-            pa.array(samples.timestamps[first]),
-            pa.array(samples.timestamps[last]),
-            pa.array(vint[first]),
-            pa.array(step[first]),
-            pa.array(np.maximum.reduceat(scale, first) if len(first) else scale),
-            pa.array(np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int),
+            pa.array(samples.series[first][by_id]),
+            pa.array(first.astype(np.int64)[by_id]),
+            pa.array(rows.astype(np.int64)[by_id]),
+            pa.array(samples.timestamps[first][by_id]),
+            pa.array(samples.timestamps[last][by_id]),
+            pa.array(vint[first][by_id]),
+            pa.array(step[first][by_id]),
+            pa.array((np.maximum.reduceat(scale, first) if len(first) else scale)[by_id]),
+            pa.array(
+                (np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int)[by_id]
+            ),
         ],
         schema=DIRECTORY_SCHEMA,
     )

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from hakon.store.compact import plan_compactions, plan_retention, split_by_parti
 from hakon.store.head import Head, HeadSnapshot
 from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
-from hakon.store.labels import Labels, Matcher
+from hakon.store.labels import METRIC_NAME, Labels, Matcher, metric_name, series_id
 from hakon.store.manifest import BlockMeta, Manifest
 from hakon.store.merge import merge_parts
 from hakon.store.wal import Wal, encode_samples
@@ -118,6 +118,7 @@ class Store:
         self._seq = 0
         self.damaged: list[dict[str, str]] = []
         self.rollup_cache = RowGroupCache(self.options.rollup_cache_bytes)
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hakon-read")
         self.wal_replay_seconds = 0.0
         self.wal_replayed_samples = 0
 
@@ -177,6 +178,7 @@ class Store:
         maintenance.join(timeout=5)
         if maintenance.is_alive():
             log.warning("storage maintenance still running at shutdown; abandoned")
+        self._readers.shutdown(wait=True)
         self.wal.close()
 
     # -- writes --------------------------------------------------------------------
@@ -384,13 +386,14 @@ class Store:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         return self._read(self.snapshot(), ids, start, end)
 
-    @staticmethod
-    def _read(snap: Snapshot, ids: np.ndarray, start: int, end: int) -> Samples:
-        parts = []
-        for block in snap.raw:
-            if block.meta.max_ts >= start and block.meta.min_ts <= end:
-                s = block.file.read_raw(ids, start, end)
-                parts.append((s.series, s.timestamps, s.values))
+    def _read(self, snap: Snapshot, ids: np.ndarray, start: int, end: int) -> Samples:
+        blocks = [b for b in snap.raw if b.meta.max_ts >= start and b.meta.min_ts <= end]
+        if len(blocks) > 1 and len(ids) > 64:
+            # Parquet decoding releases the GIL: blocks decode side by side.
+            read = self._readers.map(lambda b: b.file.read_raw(ids, start, end), blocks)
+        else:
+            read = (b.file.read_raw(ids, start, end) for b in blocks)
+        parts = [(s.series, s.timestamps, s.values) for s in read]
         for head in snap.heads:
             parts.extend(head.read(ids, start, end))
         return merge_parts(parts, ids)
@@ -503,13 +506,33 @@ class Store:
             self._seq += 1
             return self._seq
 
+    def _metric_groups(self, series: np.ndarray) -> np.ndarray:
+        """Per series run of sorted `series`: a key of its metric name (clusters a block)."""
+        if not len(series):
+            return np.empty(0, dtype=np.int64)
+        firsts = series[np.flatnonzero(np.concatenate(([True], series[1:] != series[:-1])))]
+        keys: dict[str, int] = {}
+        out = np.empty(len(firsts), dtype=np.int64)
+        labels_of = self.index.labels
+        for i, sid in enumerate(firsts.tolist()):
+            try:
+                name = metric_name(labels_of(sid))
+            except KeyError:
+                name = ""
+            key = keys.get(name)
+            if key is None:
+                key = keys[name] = series_id(((METRIC_NAME, name),))
+            out[i] = key
+        return out
+
     def _write_partition(
         self, partition: int, samples: Samples, seq: int | None = None
     ) -> list[BlockMeta]:
         block_id = f"{partition}-{uuid.uuid4().hex[:12]}"
         seq = self._next_seq() if seq is None else seq
         rel = f"blocks/{block_id}.parquet"
-        size = write_raw_block(samples, self.dir / rel, self.options.row_group_rows)
+        groups = self._metric_groups(samples.series)
+        size = write_raw_block(samples, self.dir / rel, self.options.row_group_rows, groups)
         ts = samples.timestamps
         metas = [
             BlockMeta(

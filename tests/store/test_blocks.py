@@ -31,6 +31,41 @@ def test_block_round_trip_is_bit_exact(tmp_path_factory, values, n_series) -> No
     assert back.values.view(np.int64).tolist() == values.view(np.int64).tolist()
 
 
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 4))
+@settings(max_examples=60, deadline=None)
+def test_clustered_block_reads_back_in_id_order(tmp_path_factory, seed, n_series, n_groups) -> None:
+    """Rows clustered by metric on disk still read back exactly, sorted by (series, ts)."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(rng.integers(-(2**62), 2**62, n_series))
+    counts = rng.integers(1, 30, len(ids))
+    series = np.repeat(ids, counts)
+    ts = np.concatenate([np.sort(rng.choice(10**6, c, replace=False)) for c in counts])
+    values = np.round(rng.normal(size=len(ts)) * 100, 2)
+    groups = rng.integers(0, n_groups, len(ids)).astype(np.int64)
+    path = tmp_path_factory.mktemp("c") / "b.parquet"
+    write_raw_block(Samples(series, ts, values), path, row_group_rows=32, groups=groups)
+    block = BlockFile.open(path)
+    back = block.read_raw(None, 0, 2**62)
+    assert back.series.tolist() == series.tolist()
+    assert back.timestamps.tolist() == ts.tolist()
+    assert back.values.tolist() == values.tolist()
+    some = np.sort(rng.choice(ids, max(1, len(ids) // 3), replace=False))
+    part = block.read_raw(some, 0, 2**62)
+    keep = np.isin(series, some)
+    assert part.series.tolist() == series[keep].tolist()
+    assert part.values.tolist() == values[keep].tolist()
+
+
+def test_a_metric_clustered_together_reads_only_its_row_groups(tmp_path) -> None:
+    series = np.repeat(np.arange(100, dtype=np.int64), 50)
+    ts = np.tile(np.arange(50, dtype=np.int64) * 15_000, 100)
+    groups = (np.arange(100) % 10).astype(np.int64)  # ten metrics, ids interleaved
+    write_raw_block(Samples(series, ts, ts.astype(float)), tmp_path / "b.parquet", 500, groups)
+    block = BlockFile.open(tmp_path / "b.parquet")
+    one_metric = np.arange(3, 100, 10, dtype=np.int64)
+    assert len(block.raw_row_groups(one_metric, 0, 10**9)) == 1  # not all ten
+
+
 def test_scales_pick_short_decimals_and_fall_back_to_floats() -> None:
     series = np.zeros(6, dtype=np.int64)
     values = np.array([1.0, 2.5, 3.25, 4.0, 5.0, 6.0])

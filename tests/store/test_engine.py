@@ -85,7 +85,7 @@ def test_a_failed_flush_is_retried_and_its_wal_kept_until_then(tmp_path, monkeyp
     store.append(SampleBatch.from_series(LABELS, [0], [NOW - 3000], [1.0]))
     real = engine_mod.write_raw_block
 
-    def broken(samples, path, rows):  # writes part of a file, then the disk fills
+    def broken(samples, path, rows, groups=None):  # writes part of a file, then the disk fills
         path.with_name(path.name + ".tmp").write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
