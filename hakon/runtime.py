@@ -17,6 +17,7 @@ from hakon.auth.tokens import TokenAuthority
 from hakon.config import Settings
 from hakon.errors import Unavailable
 from hakon.gcpolicy import GcFreezer
+from hakon.mallocpolicy import keep_large_blocks
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
 from hakon.query.service import QueryService, options_from
@@ -107,6 +108,7 @@ class Runtime:
             log.exception("opening storage failed")
             raise
         self._gc = GcFreezer().start()  # after the replay and index load: freeze them
+        keep_large_blocks()
         self._ready.set()
         log.info("storage open in %s", self.settings.data_dir)
 

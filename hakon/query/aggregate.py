@@ -89,6 +89,10 @@ def _select(op: str, vector: Vector, keys: list[Labels], k_param: np.ndarray) ->
     if not len(vector):
         return vector
     group, _ = _groups(keys)
+    if not group.any():
+        chosen_fast = _select_one_group(op, vector, k_param)
+        if chosen_fast is not None:
+            return Vector(vector.labels, vector.values, vector.present & chosen_fast).compact()
     values = vector.values.T  # [T, S]
     absent = ~vector.present.T
     nan = np.isnan(values)
@@ -106,6 +110,26 @@ def _select(op: str, vector: Vector, keys: list[Labels], k_param: np.ndarray) ->
     np.put_along_axis(chosen, order, chosen_sorted, axis=1)
     present = vector.present & chosen.T
     return Vector(vector.labels, vector.values, present).compact()
+
+
+def _select_one_group(op: str, vector: Vector, k_param: np.ndarray) -> np.ndarray | None:
+    """topk/bottomk without grouping by partial sort; None when ties with NaN, absent
+    series or infinities could decide (the full sort handles those exactly)."""
+    n = len(vector)
+    k = np.where(np.isnan(k_param), 0, np.clip(k_param, 0, n)).astype(np.int64)
+    if (k != k[0]).any() or not 0 < k[0] < n:
+        return None
+    kk = int(k[0])
+    sign = -1.0 if op == "topk" else 1.0
+    values = vector.values.T  # [T, S]: partition along contiguous rows
+    usable = vector.present.T & ~np.isnan(values)
+    key = np.where(usable, sign * values, np.inf)  # smallest keys win
+    top = np.argpartition(key, kk - 1, axis=1)[:, :kk]  # [T, k]
+    if np.isinf(np.take_along_axis(key, top, axis=1)).any():
+        return None
+    chosen = np.zeros(key.shape, dtype=bool)
+    np.put_along_axis(chosen, top, True, axis=1)
+    return chosen.T
 
 
 def _quantile(

@@ -407,36 +407,61 @@ class BlockFile:
         if not len(runs):
             return EMPTY
         first, count = d.start[runs], d.rows[runs]
+        n = int(count.sum())
         needed, rg_lo = self._row_groups(runs)
+        any_float = bool(d.has_float[runs].any())
+        columns = ["tsx", "vx", "vfloat"] if any_float else ["tsx", "vx"]
+        table = self.read_table(needed.tolist(), columns)
+        local, first_local = self._table_positions(runs, first, count, needed, rg_lo, n)
+        tsx = table.column("tsx").to_numpy()
+        vx = table.column("vx").to_numpy()
+        # Per-run constants, expanded with repeat: value = v0 + (vx - vx_first) * step,
+        # computed as (v0 - vx_first * step) + vx * step (the same in int64 wrap-around).
+        with np.errstate(over="ignore"):
+            ts = np.repeat(d.ts_first[runs] - tsx[first_local], count) + tsx[local]
+            step = d.step[runs]
+            vint = np.repeat(d.v0[runs] - vx[first_local] * step, count)
+            vint += vx[local] * np.repeat(step, count)
+        values = vint / np.repeat(_POW10[np.clip(d.scale[runs], 0, None)], count)
+        series = np.repeat(d.series[runs], count)
+        if any_float:
+            positions = local if isinstance(local, np.ndarray) else np.arange(n) + local.start
+            vfloat = table.column("vfloat").take(pa.array(positions))
+            raw = ~np.asarray(vfloat.is_null().to_numpy(zero_copy_only=False))
+            if raw.any():
+                values[raw] = vfloat.to_numpy(zero_copy_only=False)[raw]
+        keep = (ts >= start) & (ts <= end)
+        if not keep.all():
+            series, ts, values = series[keep], ts[keep], values[keep]
+        if not len(ts):
+            return EMPTY
+        return Samples(series, ts, values)
+
+    def _table_positions(
+        self,
+        runs: np.ndarray,
+        first: np.ndarray,
+        count: np.ndarray,
+        needed: np.ndarray,
+        rg_lo: np.ndarray,
+        n: int,
+    ) -> tuple[np.ndarray | slice, np.ndarray]:
+        """Where each wanted row (runs in id order) and each run's first row sit in the
+        table of the `needed` row groups. Clustered blocks usually need one contiguous
+        span of row groups holding the runs back to back: then it is a slice."""
+        if needed[-1] - needed[0] + 1 == len(needed):
+            base = self.rg_offsets[needed[0]]
+            first_local = first - base
+            if len(runs) == 1 or bool((first[1:] == first[:-1] + count[:-1]).all()):
+                return slice(int(first_local[0]), int(first_local[0]) + n), first_local
+            offsets = np.zeros(len(count), dtype=np.int64)
+            np.cumsum(count[:-1], out=offsets[1:])
+            return np.repeat(first_local - offsets, count) + np.arange(n), first_local
         sizes = np.diff(self.rg_offsets)[needed]
         local_base = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         shift = np.zeros(len(self.rg_offsets), dtype=np.int64)
         shift[needed] = local_base - self.rg_offsets[needed]
-        any_float = bool(d.has_float[runs].any())
-        columns = ["tsx", "vx", "vfloat"] if any_float else ["tsx", "vx"]
-        table = self.read_table(needed.tolist(), columns)
-        # Global rows of each run, then their positions in the table.
-        run_of = np.repeat(np.arange(len(runs)), count)
         rows = np.repeat(first - np.concatenate(([0], np.cumsum(count)[:-1])), count)
-        rows += np.arange(len(run_of))
+        rows += np.arange(n)
         rg_of = np.searchsorted(self.rg_offsets, rows, side="right") - 1
-        local = rows + shift[rg_of]
-        first_local = first + shift[rg_lo]
-        tsx = table.column("tsx").to_numpy()
-        with np.errstate(over="ignore"):
-            ts = d.ts_first[runs][run_of] + (tsx[local] - tsx[first_local][run_of])
-        keep = (ts >= start) & (ts <= end)
-        local, run_of, ts = local[keep], run_of[keep], ts[keep]
-        if not len(local):
-            return EMPTY
-        vx = table.column("vx").to_numpy()
-        r = runs[run_of]
-        with np.errstate(over="ignore"):
-            vint = d.v0[r] + (vx[local] - vx[first_local][run_of]) * d.step[r]
-        values = vint / _POW10[np.clip(d.scale[r], 0, None)]
-        if any_float:
-            vfloat = table.column("vfloat").take(pa.array(local))
-            raw = ~np.asarray(vfloat.is_null().to_numpy(zero_copy_only=False))
-            if raw.any():
-                values[raw] = vfloat.to_numpy(zero_copy_only=False)[raw]
-        return Samples(d.series[r], ts, values)
+        return rows + shift[rg_of], first + shift[rg_lo]

@@ -1,0 +1,41 @@
+"""Let query-sized arrays reuse freed memory instead of faulting in fresh pages.
+
+glibc serves every allocation above its mmap threshold (at most 32 MiB, however
+it adapts) with a fresh mapping and unmaps it on free. A range query over tens
+of thousands of series makes a few dozen temporaries of 40-100 MB each, so every
+numpy operation first page-faults its whole output in: measured here as up to
+half of a query's time. Raising the threshold keeps such blocks in the heap,
+and a matching trim threshold keeps up to that much free heap for the next
+query instead of returning it at once. Only glibc has `mallopt`; elsewhere this
+is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def keep_large_blocks(threshold_bytes: int = 512 << 20) -> bool:
+    """True when glibc accepted the thresholds."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(
+        mallopt(M_TRIM_THRESHOLD, threshold_bytes)
+    )
+    if not ok:
+        log.info("mallopt refused the thresholds; large arrays stay mmapped")
+    return ok
