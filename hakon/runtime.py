@@ -17,9 +17,9 @@ from hakon.auth.tokens import TokenAuthority
 from hakon.config import Settings
 from hakon.errors import Unavailable
 from hakon.gcpolicy import GcFreezer
-from hakon.mallocpolicy import keep_large_blocks
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
+from hakon.mallocpolicy import keep_large_blocks
 from hakon.query.service import QueryService, options_from
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions

@@ -266,9 +266,7 @@ def write_raw_block(
             pa.array(vint[first][by_id]),
             pa.array(step[first][by_id]),
             pa.array((np.maximum.reduceat(scale, first) if len(first) else scale)[by_id]),
-            pa.array(
-                (np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int)[by_id]
-            ),
+            pa.array((np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int)[by_id]),
         ],
         schema=DIRECTORY_SCHEMA,
     )
