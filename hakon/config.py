@@ -269,11 +269,12 @@ class Settings:
         _int_between(1000, 10**9),
         "Label sets whose series ids the ingest path remembers (per format).",
     )
-    rollup_cache_size: int = _setting(
+    block_cache_size: int = _setting(
         256 << 20,
         _int_between(0, 1 << 40),
-        "Bytes of decoded rollup row groups kept in memory for long-range reads "
-        "(native endpoints over days or months); 0 disables the cache.",
+        "Bytes of decoded block row groups kept in memory: rollups for long-range "
+        "reads (native endpoints over days or months) and raw row groups of small "
+        "reads (one dashboard series); 0 disables the cache.",
     )
     query_lookback_delta: float = _setting(
         parse_duration("5m"),

@@ -143,7 +143,7 @@ def store_options(settings: Settings) -> StoreOptions:
         max_future_ms=int(settings.max_future * ms),
         compaction_min_blocks=settings.compaction_min_blocks,
         row_group_rows=settings.block_row_group_rows,
-        rollup_cache_bytes=settings.rollup_cache_size,
+        block_cache_bytes=settings.block_cache_size,
     )
 
 

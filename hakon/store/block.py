@@ -31,15 +31,18 @@ difference fits.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hakon.store.cache import RowGroupCache
 from hakon.store.interface import Samples
 from hakon.store.merge import EMPTY
 
@@ -398,7 +401,13 @@ class BlockFile:
     def raw_row_groups(self, ids: np.ndarray | None, start: int, end: int) -> list[int]:
         return self._row_groups(self._runs(ids, start, end))[0].tolist()
 
-    def read_raw(self, ids: np.ndarray | None, start: int, end: int) -> Samples:
+    # Reads touching at most this many row groups (point lookups for dashboards) go
+    # through the block cache when one is given; scans decode directly and stay out.
+    CACHED_READ_GROUPS = 4
+
+    def read_raw(
+        self, ids: np.ndarray | None, start: int, end: int, cache: RowGroupCache | None = None
+    ) -> Samples:
         d = self.directory
         assert d is not None, "not a raw block"
         runs = self._runs(ids, start, end)
@@ -409,7 +418,7 @@ class BlockFile:
         needed, rg_lo = self._row_groups(runs)
         any_float = bool(d.has_float[runs].any())
         columns = ["tsx", "vx", "vfloat"] if any_float else ["tsx", "vx"]
-        table = self.read_table(needed.tolist(), columns)
+        table = self._decode(needed, columns, cache)
         local, first_local = self._table_positions(runs, first, count, needed, rg_lo, n)
         tsx = table.column("tsx").to_numpy()
         vx = table.column("vx").to_numpy()
@@ -434,6 +443,24 @@ class BlockFile:
         if not len(ts):
             return EMPTY
         return Samples(series, ts, values)
+
+    def _decode(
+        self, needed: np.ndarray, columns: list[str], cache: RowGroupCache | None
+    ) -> pa.Table:
+        groups = needed.tolist()
+        if cache is None or len(groups) > self.CACHED_READ_GROUPS:
+            return self.read_table(groups, columns)
+        key = (str(self.path), "raw")
+        all_columns = ["tsx", "vx", "vfloat"]
+        parts = [
+            cache.get((*key, g), functools.partial(self._decode_group, g, all_columns))
+            for g in groups
+        ]
+        return pa.table({c: pa.concat_arrays([p[c] for p in parts]) for c in columns})
+
+    def _decode_group(self, group: int, columns: list[str]) -> dict[str, Any]:
+        table = self.read_table([group], columns)
+        return {c: table.column(c).combine_chunks() for c in columns}
 
     def _table_positions(
         self,

@@ -14,9 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-Columns = dict[str, np.ndarray]
+Columns = dict[str, Any]  # column name -> numpy or Arrow array (anything with nbytes)
 
 
 class RowGroupCache:

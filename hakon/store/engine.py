@@ -70,7 +70,7 @@ class StoreOptions:
     row_group_rows: int = 8_192  # with 2-3 columns a row, smaller groups read faster
     compaction_min_blocks: int = 4
     maintenance_interval_s: float = 5.0
-    rollup_cache_bytes: int = 256 << 20
+    block_cache_bytes: int = 256 << 20
 
     def __post_init__(self) -> None:
         if self.block_duration_ms % HOUR_MS:
@@ -117,7 +117,7 @@ class Store:
         self._synced_offset = 0
         self._seq = 0
         self.damaged: list[dict[str, str]] = []
-        self.rollup_cache = RowGroupCache(self.options.rollup_cache_bytes)
+        self.block_cache = RowGroupCache(self.options.block_cache_bytes)
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hakon-read")
         self.wal_replay_seconds = 0.0
         self.wal_replayed_samples = 0
@@ -392,7 +392,7 @@ class Store:
             # Parquet decoding releases the GIL: blocks decode side by side.
             read = self._readers.map(lambda b: b.file.read_raw(ids, start, end), blocks)
         else:
-            read = (b.file.read_raw(ids, start, end) for b in blocks)
+            read = (b.file.read_raw(ids, start, end, self.block_cache) for b in blocks)
         parts = [(s.series, s.timestamps, s.values) for s in read]
         for head in snap.heads:
             parts.extend(head.read(ids, start, end))
@@ -432,7 +432,7 @@ class Store:
             if len(raw) == 1 and stored[0] is not None and p not in head_ps:
                 # One compacted raw block: its rollups are exact.
                 parts.append(
-                    rollups_mod.read_rollup_block(stored[0].file, ids, lo, hi, self.rollup_cache)
+                    rollups_mod.read_rollup_block(stored[0].file, ids, lo, hi, self.block_cache)
                 )
             elif raw or p in head_ps:
                 # Overlapping blocks or head data: stored rollups could double count.
@@ -444,7 +444,7 @@ class Store:
                 # Raw data has expired: the rollups are all there is.
                 for block in rollups_by_p.get(p, []):
                     parts.append(
-                        rollups_mod.read_rollup_block(block.file, ids, lo, hi, self.rollup_cache)
+                        rollups_mod.read_rollup_block(block.file, ids, lo, hi, self.block_cache)
                     )
         return rollups_mod.concat(parts)
 

@@ -112,3 +112,23 @@ def test_retention_plan_uses_each_resolutions_window() -> None:
     blocks = [meta("raw", 0, 1), meta("r5", 0, 1, res=300_000), meta("new", 20 * H, 2)]
     retention = {0: 10 * H, 300_000: 100 * H}
     assert [b.id for b in plan_retention(blocks, 13 * H, 2 * H, retention)] == ["raw"]
+
+
+def test_small_reads_through_the_block_cache_equal_direct_reads(tmp_path) -> None:
+    from hakon.store.cache import RowGroupCache
+
+    series = np.repeat(np.arange(40, dtype=np.int64), 50)
+    ts = np.tile(np.arange(50, dtype=np.int64) * 15_000, 40)
+    values = np.where(series % 3 == 0, ts * 0.1 + 0.1 / 3, ts * 0.5)  # some raw floats
+    write_raw_block(Samples(series, ts, values), tmp_path / "b.parquet", 128)
+    block = BlockFile.open(tmp_path / "b.parquet")
+    cache = RowGroupCache(1 << 20)
+    for wanted in ([3], [4, 5], [0, 39]):
+        ids = np.array(wanted, dtype=np.int64)
+        direct = block.read_raw(ids, 30_000, 600_000)
+        for _ in range(2):  # a miss, then a hit
+            cached = block.read_raw(ids, 30_000, 600_000, cache)
+            assert cached.series.tolist() == direct.series.tolist()
+            assert cached.timestamps.tolist() == direct.timestamps.tolist()
+            assert cached.values.view(np.int64).tolist() == direct.values.view(np.int64).tolist()
+    assert cache.hits > 0

@@ -254,10 +254,12 @@ async def query(request: Request) -> Response:
     at = params.time("time", _now_ms())
     timeout, limit = params.timeout(), params.limit()
     service = runtime_of(request).query
-    result = await asyncio.to_thread(service.instant, text, at, timeout)
     warnings: list[str] = []
-    data = await asyncio.to_thread(render_instant, result, at, limit, warnings)
-    return success(data, warnings)
+
+    def answer() -> str:  # evaluate and render in one trip to a worker thread
+        return render_instant(service.instant(text, at, timeout), at, limit, warnings)
+
+    return success(await asyncio.to_thread(answer), warnings)
 
 
 @get_and_post("/query_range", "Range query", P_QUERY, P_START, P_END, P_STEP, P_TIMEOUT, P_LIMIT)
@@ -269,10 +271,12 @@ async def query_range(request: Request) -> Response:
     step = parse_duration_ms(params.required("step"), "step")
     timeout, limit = params.timeout(), params.limit()
     service = runtime_of(request).query
-    result = await asyncio.to_thread(service.range, text, start, end, step, timeout)
     warnings: list[str] = []
-    data = await asyncio.to_thread(render_range, result, limit, warnings)
-    return success(data, warnings)
+
+    def answer() -> str:
+        return render_range(service.range(text, start, end, step, timeout), limit, warnings)
+
+    return success(await asyncio.to_thread(answer), warnings)
 
 
 def _selectors(texts: list[str]) -> list[list[Matcher]]:
