@@ -95,6 +95,13 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+def _non_negative_float_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value < 0:
+        raise ValueError("expected a duration of zero or more")
+    return value
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = str(text).strip().lower()
@@ -302,6 +309,13 @@ class Settings:
         100_000_000,
         _int_between(1, 10**10),
         "Series x steps any intermediate result of a query may hold (bounds its memory).",
+    )
+    query_rollup_min_span: float = _setting(
+        parse_duration("7d"),
+        _non_negative_float_duration,
+        "PromQL queries spanning at least this long answer avg/min/max/sum/count/last/"
+        "present_over_time from 5 m or 1 h rollups when range, step and times align "
+        "(docs/query.md: exact but for samples on bucket boundaries); 0 never does.",
     )
     query_max_concurrency: int = _setting(
         4,

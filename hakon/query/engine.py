@@ -29,7 +29,7 @@ from hakon.query.values import (
     merge_same_labels,
 )
 from hakon.query.windows import counts_at_or_before, fetch, window_bounds
-from hakon.store.interface import Reader
+from hakon.store.interface import ROLLUP_RESOLUTIONS_MS, Reader
 from hakon.store.labels import METRIC_NAME, Matcher
 
 MAX_STEPS = 11_000  # Prometheus's limit of points per series in a range query
@@ -55,6 +55,8 @@ class QueryOptions:
     max_series: int = 1_000_000  # series one selector may select
     max_samples: int = 100_000_000  # samples one selector may read
     max_points: int = 100_000_000  # series x steps of any intermediate result
+    # Queries spanning at least this long may answer *_over_time from rollups (0: never).
+    rollup_min_span_ms: int = 7 * 86_400_000
 
 
 @dataclass
@@ -152,6 +154,18 @@ class Engine:
         if isinstance(value, Scalar):
             value = Vector([()], value.values[None, :], np.ones((1, len(steps)), dtype=bool))
         return Result("matrix", value, steps)
+
+
+# Range functions answerable from rollup buckets: (rollup column, how windows combine it).
+ROLLUP_FIELDS: dict[str, list[tuple[str, Any]]] = {
+    "sum_over_time": [("sum", rangefuncs.sum_over_time)],
+    "count_over_time": [("count", rangefuncs.sum_over_time)],
+    "min_over_time": [("min", rangefuncs.min_over_time)],
+    "max_over_time": [("max", rangefuncs.max_over_time)],
+    "avg_over_time": [("sum", rangefuncs.sum_over_time), ("count", rangefuncs.sum_over_time)],
+    "last_over_time": [("last", rangefuncs.last_over_time)],
+    "present_over_time": [("count", rangefuncs.present_over_time)],
+}
 
 
 def _order_of(expr: Any) -> str:
@@ -328,6 +342,69 @@ class _Evaluation:
         )
         return w, fixed
 
+    def rollup_resolution(self, node: Any) -> int | None:
+        """The rollup resolution a range function over `node` may read, if any.
+
+        Only for long queries (`rollup_min_span_ms`) whose range, step and
+        evaluation times (less offset) all fall on that resolution's boundaries,
+        so every window is a whole number of rollup buckets.
+        """
+        if not isinstance(node, pp.MatrixSelector) or not self.options.rollup_min_span_ms:
+            return None
+        vs = node.vector_selector
+        range_ms = ms_of(node.range)
+        ends, fixed = self.selector_ends(vs)
+        if fixed or int(ends[-1] - ends[0]) + range_ms < self.options.rollup_min_span_ms:
+            return None
+        step = int(ends[1] - ends[0]) if len(ends) > 1 else 0
+        for r in sorted(ROLLUP_RESOLUTIONS_MS, reverse=True):
+            if range_ms % r == 0 and step % r == 0 and not (ends % r).any():
+                return r
+        return None
+
+    def from_rollups(self, name: str, node: Any) -> Vector | None:
+        """`*_over_time` from rollup buckets: each window (t - R, t] is read as the
+        buckets [t - R, t). The one difference, a sample lying exactly on a bucket
+        boundary, is documented in docs/query.md; raw samples are never read."""
+        r = self.rollup_resolution(node)
+        if r is None:
+            return None
+        vs = node.vector_selector
+        range_ms = ms_of(node.range)
+        ends, _ = self.selector_ends(vs)
+        selected = self.reader.select(self.matchers(vs))
+        if len(selected) > self.options.max_series:
+            raise Unprocessable(
+                f"the query selects {len(selected)} series, more than the limit of "
+                f"{self.options.max_series} (setting query_max_series); narrow the selector"
+            )
+        self.check_points(len(selected))
+        ids = np.fromiter(selected, dtype=np.int64, count=len(selected))
+        ids.sort()
+        labels = [selected[i] for i in ids.tolist()]
+        rollups = self.reader.read_rollups(ids, int(ends[0]) - range_ms, int(ends[-1]) - 1, r)
+        self.check()
+        offsets = np.append(np.searchsorted(rollups.series, ids), len(rollups)).astype(np.int64)
+
+        # Bucket b (start) belongs to the windows ending at b + r ... b + R.
+        def windows_of(values: np.ndarray) -> rangefuncs.Windows:
+            samples = RangeSamples(labels, offsets, rollups.bucket, values)
+            lo, hi = window_bounds(samples, ends - r, range_ms)
+            return rangefuncs.Windows(samples, lo, hi, ends, self.steps, range_ms)
+
+        fields = ROLLUP_FIELDS[name]
+        results = [
+            rangefuncs.by_row_chunks(fn, windows_of(np.asarray(getattr(rollups, f), np.float64)))
+            for f, fn in fields
+        ]
+        values, present = results[0]
+        if name == "avg_over_time":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = values / results[1][0]
+        keep = name in rangefuncs.KEEPS_NAME
+        out = Vector(labels if keep else [drop_name(ls) for ls in labels], values, present)
+        return out.compact() if keep else merge_same_labels(out.compact())
+
     def raw_range(self, node: Any) -> RangeSamples:
         """`foo[5m]` as an instant query: the raw samples in the window."""
         w, _ = self.windows(node)
@@ -350,6 +427,10 @@ class _Evaluation:
     def call(self, node: Any) -> Value:
         name = node.func.name
         args = list(node.args)
+        if name in ROLLUP_FIELDS:
+            rolled = self.from_rollups(name, args[0])
+            if rolled is not None:
+                return rolled
         if name in rangefuncs.PLAIN:
             w, _ = self.windows(args[0])
             if not len(w.samples.ts):

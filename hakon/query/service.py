@@ -28,6 +28,7 @@ def options_from(settings: Settings) -> QueryOptions:
         max_series=settings.query_max_series,
         max_samples=settings.query_max_samples,
         max_points=settings.query_max_points,
+        rollup_min_span_ms=int(settings.query_rollup_min_span * 1000),
     )
 
 
