@@ -57,6 +57,7 @@ class QueryOptions:
     max_points: int = 100_000_000  # series x steps of any intermediate result
     # Queries spanning at least this long may answer *_over_time from rollups (0: never).
     rollup_min_span_ms: int = 7 * 86_400_000
+    subquery_step_ms: int = 60_000  # a subquery's step when it names none (`[1h:]`)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class Engine:
     def instant(self, query: str, time_ms: int, timeout_s: float | None = None) -> Result:
         expr = parse(query)
         ev = _Evaluation(self, np.array([time_ms], dtype=np.int64), timeout_s)
-        if isinstance(expr, pp.MatrixSelector):
+        if isinstance(expr, pp.MatrixSelector | pp.SubqueryExpr):
             return Result("matrix", ev.raw_range(expr), ev.steps)
         value = ev.eval(expr)
         if isinstance(value, Vector):
@@ -181,12 +182,23 @@ def _order_of(expr: Any) -> str:
 class _Evaluation:
     """One query's evaluation: its steps, its deadline, its limits."""
 
-    def __init__(self, engine: Engine, steps: np.ndarray, timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        steps: np.ndarray,
+        timeout_s: float | None,
+        parent: _Evaluation | None = None,
+    ) -> None:
         self.engine = engine
         self.options = engine.options
         self.reader = engine.reader
         self.steps = steps
         self.T = len(steps)
+        self.timeout: float
+        self.deadline: float
+        if parent is not None:  # a subquery shares its query's deadline
+            self.timeout, self.deadline = parent.timeout, parent.deadline
+            return
         timeout = (
             self.options.timeout_s if timeout_s is None else min(timeout_s, self.options.timeout_s)
         )
@@ -245,9 +257,7 @@ class _Evaluation:
             return self.aggregation(node)
         if isinstance(node, pp.BinaryExpr):
             return self.binary(node)
-        if isinstance(node, pp.SubqueryExpr):
-            raise InvalidRequest("subqueries are not supported", field="query")
-        if isinstance(node, pp.MatrixSelector):
+        if isinstance(node, pp.MatrixSelector | pp.SubqueryExpr):
             raise InvalidRequest(
                 "a range vector can only be an argument of a function like rate()", field="query"
             )
@@ -323,24 +333,50 @@ class _Evaluation:
 
     def windows(self, node: Any) -> tuple[rangefuncs.Windows, bool]:
         if isinstance(node, pp.SubqueryExpr):
-            raise InvalidRequest("subqueries are not supported", field="query")
+            return self.subquery_windows(node)
         if not isinstance(node, pp.MatrixSelector):
             raise InvalidRequest("expected a range vector such as foo[5m]", field="query")
         vs = node.vector_selector
         range_ms = ms_of(node.range)
         ends, fixed = self.selector_ends(vs)
         samples = self._fetch(vs, int(ends.min()) - range_ms + 1, int(ends.max()), True)
+        return self._windows_over(samples, ends, fixed, range_ms), fixed
+
+    def _windows_over(
+        self, samples: RangeSamples, ends: np.ndarray, fixed: bool, range_ms: int
+    ) -> rangefuncs.Windows:
         lo, hi = window_bounds(samples, ends, range_ms)
-        steps = self.steps
-        w = rangefuncs.Windows(
+        return rangefuncs.Windows(
             samples,
             self._broadcast(lo, fixed),
             self._broadcast(hi, fixed),
             np.repeat(ends, self.T) if fixed else ends,
-            steps,
+            self.steps,
             range_ms,
         )
-        return w, fixed
+
+    def subquery_windows(self, node: Any) -> tuple[rangefuncs.Windows, bool]:
+        """`expr[range:step]`: `expr` evaluated at absolute multiples of the step, its
+        points then windowed like raw samples (Prometheus's subquery semantics)."""
+        range_ms = ms_of(node.range)
+        step_ms = ms_of(node.step) or self.options.subquery_step_ms
+        ends, fixed = self.selector_ends(node)  # a subquery has offset and @ like a selector
+        first = int(ends.min()) - range_ms
+        if first % step_ms:
+            first += step_ms - first % step_ms  # the first aligned time in the range
+        inner_steps = np.arange(first, int(ends.max()) + 1, step_ms, dtype=np.int64)
+        if len(inner_steps) > MAX_STEPS * 100:
+            raise Unprocessable(
+                f"the subquery would evaluate {len(inner_steps)} steps; use a larger step"
+            )
+        inner = _Evaluation(self.engine, inner_steps, None, parent=self).eval(node.expr)
+        if not isinstance(inner, Vector):
+            raise InvalidRequest("a subquery needs an instant vector expression", field="query")
+        rows, cols = np.nonzero(inner.present)  # row-major: by series, then time
+        counts = np.bincount(rows, minlength=len(inner.labels))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        samples = RangeSamples(inner.labels, offsets, inner_steps[cols], inner.values[rows, cols])
+        return self._windows_over(samples, ends, fixed, range_ms), fixed
 
     def rollup_resolution(self, node: Any) -> int | None:
         """The rollup resolution a range function over `node` may read, if any.
@@ -456,7 +492,9 @@ class _Evaluation:
             any_present = (
                 (w.count > 0).any(axis=0) if len(w.samples.labels) else np.zeros(self.T, bool)
             )
-            return self._absent(args[0].vector_selector, ~any_present)
+            inner = args[0]
+            selector = inner.vector_selector if isinstance(inner, pp.MatrixSelector) else None
+            return self._absent(selector, ~any_present)
         if name == "absent":
             vector = self.vector_arg(args[0], "absent's argument")
             inner = args[0]
