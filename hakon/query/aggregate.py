@@ -156,27 +156,25 @@ def _quantile(
 
 
 def _count_values(vector: Vector, keys: list[Labels], label: str) -> Vector:
+    """Per group, step and distinct value: how many series have it (one output series
+    per group and value, labelled with the value as Prometheus formats it)."""
     from hakon.query.render import format_value_plain
 
     steps = vector.values.shape[1]
     rows, cols = np.nonzero(vector.present)
     if not len(rows):
         return Vector.empty(steps)
-    vals = vector.values[rows, cols]
-    uniques, which = np.unique(vals, return_inverse=True)
+    group, group_labels = _groups([tuple(p for p in k if p[0] != label) for k in keys])
+    uniques, which = np.unique(vector.values[rows, cols], return_inverse=True)
+    which = which.ravel()
+    # One output series per (group, distinct value) pair that occurs.
+    pair = group[rows] * len(uniques) + which
+    pairs, out_row = np.unique(pair, return_inverse=True)
     texts = [format_value_plain(v) for v in uniques.tolist()]
-    out_index: dict[Labels, int] = {}
-    pair_index: dict[tuple[int, int], int] = {}
-    key_of_row = [tuple(p for p in keys[r] if p[0] != label) for r in range(len(keys))]
-    out_row = np.empty(len(rows), dtype=np.int64)
-    for i, (r, u) in enumerate(zip(rows.tolist(), which.ravel().tolist(), strict=True)):
-        pair = (r, u)
-        idx = pair_index.get(pair)
-        if idx is None:
-            ls = tuple(sorted((*key_of_row[r], (label, texts[u]))))
-            idx = out_index.setdefault(ls, len(out_index))
-            pair_index[pair] = idx
-        out_row[i] = idx
-    counts = np.zeros((len(out_index), steps))
-    np.add.at(counts, (out_row, cols), 1.0)
-    return merge_same_labels(Vector(list(out_index), counts, counts > 0))
+    labels: list[Labels] = [
+        tuple(sorted((*group_labels[p // len(uniques)], (label, texts[p % len(uniques)]))))
+        for p in pairs.tolist()
+    ]
+    counts = np.zeros((len(pairs), steps))
+    np.add.at(counts, (out_row.ravel(), cols), 1.0)
+    return merge_same_labels(Vector(labels, counts, counts > 0))

@@ -224,3 +224,40 @@ def test_cli_query_prints_tables(api: httpx.Client, server: HakonProcess) -> Non
 
 def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Grafana's Prometheus data source, call by call, with the parameters it sends
+# (health check, metric browser, query builder, dashboards, Explore).
+GRAFANA_CALLS = [
+    ("GET", "/query", {"query": "1+1", "time": f"{NOW_S}.123"}, "scalar"),  # Save & test
+    ("GET", "/status/buildinfo", {}, "version"),
+    ("GET", "/label/__name__/values", {"start": str(T0), "end": str(NOW_S)}, "temp_celsius"),
+    ("GET", "/labels", {"start": str(T0), "end": str(NOW_S)}, "namespace"),
+    ("POST", "/labels", {"match[]": "cpu_seconds_total", "start": str(T0), "end": str(NOW_S)},
+     "pod"),
+    ("GET", "/label/pod/values",
+     {"match[]": 'cpu_seconds_total{namespace="kube"}', "start": str(T0), "end": str(NOW_S)}, "c"),
+    ("GET", "/series", {"match[]": "temp_celsius", "start": str(T0), "end": str(NOW_S)}, "hall"),
+    ("GET", "/metadata", {}, None),
+    ("GET", "/metadata", {"metric": "cpu_seconds_total", "limit": "1"}, None),
+    ("POST", "/query_range",
+     {"query": "sum by (pod) (rate(cpu_seconds_total[1m]))", "start": str(NOW_S - 1800),
+      "end": str(NOW_S), "step": "30"}, "matrix"),
+    ("POST", "/query", {"query": "topk(2, cpu_seconds_total)", "time": str(NOW_S)}, "vector"),
+    ("GET", "/query_exemplars",
+     {"query": "cpu_seconds_total", "start": str(NOW_S - 600), "end": str(NOW_S)}, None),
+    ("GET", "/format_query", {"query": "sum(rate(x[5m]))by(a)"}, "sum by (a)"),
+    ("GET", "/rules", {}, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "params", "expect"), GRAFANA_CALLS)
+def test_every_grafana_call_answers(
+    api: httpx.Client, method: str, path: str, params: dict[str, str], expect: str | None
+) -> None:
+    r = prom(api, path, method, **params)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "success"
+    if expect is not None:
+        assert expect in r.text
