@@ -34,7 +34,6 @@ import json
 import os
 import pickle
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,10 @@ from typing import Any
 import cramjam
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from serverproc import HakonProcess, free_port
+from serverproc import HakonProcess
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peers import start_victoria
 
 from hakon.auth.secret import read_secret
 from hakon.auth.tokens import TokenAuthority
@@ -308,34 +310,6 @@ def line(label: str, r: dict[str, Any]) -> str:
 
 
 # -- the run --------------------------------------------------------------------------------
-
-
-def start_victoria(workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
-        return None
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-storageDataPath={workdir / 'vm'}",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-retentionPeriod=10y",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    return None
 
 
 def main() -> None:

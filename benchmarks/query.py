@@ -35,7 +35,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))  # first: benchmarks/store.py, not tests/store
 
-from serverproc import HakonProcess, free_port
+from peers import start_prometheus, start_victoria
+from serverproc import HakonProcess
 from store import STEP_MS, DataSet, batches_for, open_store
 
 QUERIES = [
@@ -99,63 +100,6 @@ def push(url: str, bodies: list[bytes]) -> float:
             if r.status_code >= 300:
                 raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
     return time.perf_counter() - started
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def start_prometheus(work: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        return None
-    port = free_port()
-    (work / "prometheus.yml").write_text("global: {}\n")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={work / 'prometheus.yml'}",
-            f"--storage.tsdb.path={work / 'prometheus'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-            "--storage.tsdb.retention.time=30d",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/-/ready")
-    return proc, url
-
-
-def start_victoria(work: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
-        return None
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-storageDataPath={work / 'vm'}",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-retentionPeriod=10y",
-            "-search.disableCache",  # every run computes; no result cache on either side
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/health")
-    return proc, url
 
 
 def timed_query(
@@ -306,15 +250,19 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         return
     if not args.no_peers:
-        for name, starter, write_path, query_path in (
-            ("prometheus", start_prometheus, "/api/v1/write", "/api/v1/query_range"),
-            ("victoriametrics", start_victoria, "/api/v1/write", "/api/v1/query_range"),
-        ):
-            started_peer = starter(work)
+        peers = (
+            # no result cache on either side: every run computes
+            ("prometheus", lambda: start_prometheus(work, "--web.enable-remote-write-receiver")),
+            ("victoriametrics", lambda: start_victoria(work, "-search.disableCache")),
+        )
+        write_path, query_path = "/api/v1/write", "/api/v1/query_range"
+        for name, starter in peers:
+            started_peer = starter()
             if started_peer is None:
                 print(f"{name}: not installed, no comparison")
                 continue
-            proc, url = started_peer
+            proc, port = started_peer
+            url = f"http://127.0.0.1:{port}"
             if bodies is None:
                 t = time.perf_counter()
                 bodies = remote_write_bodies(DataSet(args.series), steps, base, 10_000)

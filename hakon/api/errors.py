@@ -74,15 +74,20 @@ def error_response(
     )
 
 
+def _retry_headers(exc: HakonError) -> dict[str, str] | None:
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None:
+        return None
+    return {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
 async def handle_hakon_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HakonError)
-    headers = None
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
     if exc.code == "INTERNAL_ERROR":
         log.error("internal error: %s", exc.message)
-    return error_response(exc.code, exc.message, request_id_of(request), exc.details, headers)
+    return error_response(
+        exc.code, exc.message, request_id_of(request), exc.details, _retry_headers(exc)
+    )
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -136,10 +141,6 @@ PROMETHEUS_ERROR_TYPES = {
 
 def prometheus_error_response(exc: HakonError) -> JSONResponse:
     """`{"status": "error", "errorType", "error"}`, as Prometheus answers."""
-    headers = None
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
     if exc.code == "INTERNAL_ERROR":
         log.error("internal error: %s", exc.message)
     body = {
@@ -147,7 +148,8 @@ def prometheus_error_response(exc: HakonError) -> JSONResponse:
         "errorType": PROMETHEUS_ERROR_TYPES.get(exc.code, "internal"),
         "error": exc.message,
     }
-    return JSONResponse(body, status_code=STATUS_BY_CODE.get(exc.code, 500), headers=headers)
+    status = STATUS_BY_CODE.get(exc.code, 500)
+    return JSONResponse(body, status_code=status, headers=_retry_headers(exc))
 
 
 def install(app: Any) -> None:

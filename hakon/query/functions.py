@@ -187,10 +187,7 @@ def compile_regex(pattern: str, field: str) -> re.Pattern[str]:
 
 
 def label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern: str) -> Vector:
-    if not LABEL_NAME.match(dst) and dst != METRIC_NAME:
-        raise InvalidRequest(
-            f"invalid destination label name in label_replace(): {dst}", field="query"
-        )
+    _check_destination("label_replace", dst)
     regex = compile_regex(pattern, "query")
     labels: list[Labels] = []
     for ls in vector.labels:
@@ -199,30 +196,33 @@ def label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern:
         if m is None:
             labels.append(ls)
             continue
-        value = _go_expand(replacement, m)
-        if value:
-            as_dict[dst] = value
-        else:
-            as_dict.pop(dst, None)
-        labels.append(tuple(sorted(as_dict.items())))
+        labels.append(_with_label(as_dict, dst, _go_expand(replacement, m)))
     return merge_same_labels(Vector(labels, vector.values, vector.present))
 
 
 def label_join(vector: Vector, dst: str, sep: str, sources: list[str]) -> Vector:
-    if not LABEL_NAME.match(dst) and dst != METRIC_NAME:
-        raise InvalidRequest(
-            f"invalid destination label name in label_join(): {dst}", field="query"
-        )
+    _check_destination("label_join", dst)
     labels: list[Labels] = []
     for ls in vector.labels:
         as_dict = dict(ls)
-        value = sep.join(as_dict.get(s, "") for s in sources)
-        if value:
-            as_dict[dst] = value
-        else:
-            as_dict.pop(dst, None)
-        labels.append(tuple(sorted(as_dict.items())))
+        labels.append(_with_label(as_dict, dst, sep.join(as_dict.get(s, "") for s in sources)))
     return merge_same_labels(Vector(labels, vector.values, vector.present))
+
+
+def _with_label(labels: dict[str, str], name: str, value: str) -> Labels:
+    """The label set with `name` set to `value`, or removed when `value` is empty."""
+    if value:
+        labels[name] = value
+    else:
+        labels.pop(name, None)
+    return tuple(sorted(labels.items()))
+
+
+def _check_destination(function: str, dst: str) -> None:
+    if not LABEL_NAME.match(dst) and dst != METRIC_NAME:
+        raise InvalidRequest(
+            f"invalid destination label name in {function}(): {dst}", field="query"
+        )
 
 
 # -- histograms -----------------------------------------------------------------------

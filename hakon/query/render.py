@@ -19,12 +19,8 @@ from hakon.store.labels import Labels
 
 
 def format_value(f: float) -> str:
-    if f != f:
-        return "NaN"
-    if f in (math.inf, -math.inf):
-        return "+Inf" if f > 0 else "-Inf"
     a = abs(f)
-    if a != 0 and (a < 1e-6 or a >= 1e21):
+    if a != 0 and (a < 1e-6 or a >= 1e21) and a != math.inf:
         return _go_exponent(repr(f))
     return format_value_plain(f)
 

@@ -82,6 +82,17 @@ def _window(timeframe: str, resolution: str) -> tuple[int, int, int]:
     return end - span, end, step
 
 
+async def _timeframe_view(
+    request: Request, view: Any, timeframe: str, resolution: str, aggregate: str, *key: str
+) -> JSONResponse:
+    """Seed 001's views: the last `timeframe`, in `resolution` buckets."""
+    agg = parse_aggregate(aggregate)
+    start, end, step = _window(timeframe, resolution)
+    body = await _run(view, runtime_of(request).store, *key, start, end, step, agg)
+    header = {"timeframe": timeframe, "resolution": resolution, "aggregate": agg}
+    return JSONResponse(header | body)
+
+
 async def _run(fn: Any, *args: Any) -> dict[str, Any]:
     result: dict[str, Any] = await asyncio.to_thread(fn, *args)
     result.pop("source", None)
@@ -100,12 +111,8 @@ async def node_metrics(
     resolution: str = RESOLUTION,
     aggregate: str = AGGREGATE,
 ) -> JSONResponse:
-    agg = parse_aggregate(aggregate)
-    start, end, step = _window(timeframe, resolution)
-    store = runtime_of(request).store
-    body = await _run(views.node_metrics, store, node_id, start, end, step, agg)
-    body |= {"timeframe": timeframe, "resolution": resolution, "aggregate": agg}
-    return JSONResponse(body)
+    return await _timeframe_view(request, views.node_metrics, timeframe, resolution, aggregate,
+                                 node_id)  # fmt: skip
 
 
 @router.get(
@@ -119,12 +126,7 @@ async def fleet_metrics(
     resolution: str = RESOLUTION,
     aggregate: str = AGGREGATE,
 ) -> JSONResponse:
-    agg = parse_aggregate(aggregate)
-    start, end, step = _window(timeframe, resolution)
-    store = runtime_of(request).store
-    body = await _run(views.fleet_metrics, store, start, end, step, agg)
-    body = {"timeframe": timeframe, "resolution": resolution, "aggregate": agg} | body
-    return JSONResponse(body)
+    return await _timeframe_view(request, views.fleet_metrics, timeframe, resolution, aggregate)
 
 
 @router.get(
