@@ -107,6 +107,24 @@ class Engine:
         self.reader = reader
         self.options = options or QueryOptions()
 
+    def estimated_points(self, query: str, steps: int) -> int | None:
+        """An upper bound of the series the query's selectors select, times its steps,
+        from posting sizes alone (never a selection: this runs on the event loop);
+        None when unknown. Lets small queries skip the thread hop."""
+        try:
+            selectors = selectors_of(parse(query))
+            if selectors is None:
+                return None
+            total = 0
+            for vs in selectors:
+                bound = self.reader.series_upper_bound(selector_matchers(vs))
+                if bound is None:
+                    return None
+                total += bound
+            return total * steps
+        except InvalidRequest:
+            return 0  # the evaluation reports it, at once
+
     def instant(self, query: str, time_ms: int, timeout_s: float | None = None) -> Result:
         expr = parse(query)
         ev = _Evaluation(self, np.array([time_ms], dtype=np.int64), timeout_s)
@@ -167,6 +185,32 @@ ROLLUP_FIELDS: dict[str, list[tuple[str, Any]]] = {
     "last_over_time": [("last", rangefuncs.last_over_time)],
     "present_over_time": [("count", rangefuncs.present_over_time)],
 }
+
+
+def selectors_of(expr: Any) -> list[Any] | None:
+    """Every vector selector in `expr` (those under range selectors too); None when
+    `expr` holds a subquery, whose cost its selectors alone do not tell."""
+    found: list[Any] = []
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, pp.SubqueryExpr):
+            return None
+        if isinstance(node, pp.VectorSelector):
+            found.append(node)
+        elif isinstance(node, pp.MatrixSelector):
+            found.append(node.vector_selector)
+        elif isinstance(node, pp.ParenExpr | pp.UnaryExpr):
+            stack.append(node.expr)
+        elif isinstance(node, pp.BinaryExpr):
+            stack += [node.lhs, node.rhs]
+        elif isinstance(node, pp.AggregateExpr):
+            stack.append(node.expr)
+            if node.param is not None:
+                stack.append(node.param)
+        elif isinstance(node, pp.Call):
+            stack += list(node.args)
+    return found
 
 
 def _order_of(expr: Any) -> str:

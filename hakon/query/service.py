@@ -54,6 +54,14 @@ class QueryService:
         finally:
             self._slots.release()
 
+    # Queries touching at most this many series x steps evaluate on the caller's
+    # thread: a thread hop costs more than their whole evaluation (~1 ms of Python).
+    SMALL_POINTS = 5_000
+
+    def is_small(self, query: str, steps: int) -> bool:
+        points = self.engine.estimated_points(query, steps)
+        return points is not None and points <= self.SMALL_POINTS
+
     def instant(self, query: str, time_ms: int, timeout_s: float | None = None) -> Result:
         return self._run(timeout_s, lambda left: self.engine.instant(query, time_ms, left))
 

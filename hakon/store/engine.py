@@ -372,6 +372,9 @@ class Store:
     def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         return self.index.select(matchers)
 
+    def series_upper_bound(self, matchers: Sequence[Matcher]) -> int | None:
+        return self.index.upper_bound(matchers)
+
     def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]:
         if not matchers:
             return self.index.label_names()

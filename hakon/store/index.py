@@ -116,6 +116,16 @@ class SeriesIndex:
     # candidate's labels beats building and intersecting sets of bigger postings.
     VERIFY_AT_MOST = 4096
 
+    def upper_bound(self, matchers: Sequence[Matcher]) -> int | None:
+        """At most how many series `matchers` select, from posting sizes alone (no
+        selection); None without an equality matcher to bound it."""
+        sizes = [
+            len(self._postings.get(m.name, {}).get(m.value, ()))
+            for m in matchers
+            if m.op == "=" and not m.matches_empty
+        ]
+        return min(sizes) if sizes else None
+
     def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         """Ids and labels of the series matching every matcher."""
         positive: list[set[int]] = []

@@ -107,6 +107,9 @@ class Reader(Protocol):
     def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         """Series matching all matchers: id -> labels. No sample is read."""
 
+    def series_upper_bound(self, matchers: Sequence[Matcher]) -> int | None:
+        """At most how many series `matchers` select, without selecting; None if unknown."""
+
     def read(self, ids: np.ndarray, start: int, end: int) -> Samples:
         """Samples of `ids` with start <= t <= end, merged over head and blocks, deduped."""
 

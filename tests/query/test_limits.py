@@ -66,3 +66,12 @@ def test_a_limit_over_http_is_a_422_execution_error(tmp_path: Path) -> None:
             assert "query_max_series" in body["error"]
             one = client.get("/prometheus/api/v1/query", params={"query": 'm{i="1"}'})
             assert one.json()["data"]["result"][0]["value"][1] == "1"
+
+
+def test_the_small_query_estimate_bounds_series_from_postings_alone(store: Store) -> None:
+    engine = Engine(store)
+    assert engine.estimated_points('load{i="7"}', 100) == 100
+    assert engine.estimated_points('rate(load{i="7"}[5m]) + load{i="8"}', 10) == 20
+    assert engine.estimated_points('sum(load{group="3"})', 1) == SERIES // 10
+    assert engine.estimated_points('{i=~"7|8"}', 1) is None  # no equality matcher: unknown
+    assert engine.estimated_points('max_over_time(load{i="7"}[5m:1m])', 1) is None

@@ -35,6 +35,7 @@ from hakon.query.render import (
     scalar_json,
     string_json,
 )
+from hakon.query.service import QueryService
 from hakon.query.timeparse import MAX_TIME_MS, MIN_TIME_MS, parse_duration_ms, parse_time_ms
 from hakon.query.values import RangeSamples, Scalar, String, Vector
 from hakon.store.labels import Matcher
@@ -259,7 +260,7 @@ async def query(request: Request) -> Response:
     def answer() -> str:  # evaluate and render in one trip to a worker thread
         return render_instant(service.instant(text, at, timeout), at, limit, warnings)
 
-    return success(await asyncio.to_thread(answer), warnings)
+    return success(await _run_query(service, text, 1, answer), warnings)
 
 
 @get_and_post("/query_range", "Range query", P_QUERY, P_START, P_END, P_STEP, P_TIMEOUT, P_LIMIT)
@@ -276,7 +277,18 @@ async def query_range(request: Request) -> Response:
     def answer() -> str:
         return render_range(service.range(text, start, end, step, timeout), limit, warnings)
 
-    return success(await asyncio.to_thread(answer), warnings)
+    steps = max(1, (end - start) // step + 1) if step > 0 else 1
+    return success(await _run_query(service, text, steps, answer), warnings)
+
+
+async def _run_query(
+    service: QueryService, text: str, steps: int, answer: Callable[[], str]
+) -> str:
+    """Small queries (a dashboard's single series) answer on the event loop; anything
+    bigger in a worker thread, so it never holds up ingest."""
+    if service.is_small(text, steps):
+        return answer()
+    return await asyncio.to_thread(answer)
 
 
 def _selectors(texts: list[str]) -> list[list[Matcher]]:
