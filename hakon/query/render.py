@@ -55,6 +55,14 @@ def format_time(ms: int) -> str:
     return f"{sign}{whole}.{frac:03d}" if frac else f"{sign}{whole}"
 
 
+def format_times(ms: np.ndarray) -> list[str]:
+    """`format_time` of many timestamps (a range query's steps)."""
+    ms = np.asarray(ms, dtype=np.int64)
+    if len(ms) and ms.min() >= 0 and not (ms % 1000).any():
+        return list(map(str, (ms // 1000).tolist()))
+    return [format_time(t) for t in ms.tolist()]
+
+
 def labels_json(labels: Labels) -> str:
     return json.dumps(dict(labels), ensure_ascii=False, separators=(",", ":"))
 
@@ -110,7 +118,7 @@ def matrix_json(vector: Vector, steps: np.ndarray) -> str:
     rows, cols = np.nonzero(vector.present)
     if not len(rows):
         return "[]"
-    times = [format_time(int(t)) for t in steps.tolist()]
+    times = format_times(steps)
     heads = np.array([f'"],[{t},"' for t in times], dtype=object)
     tokens = np.empty(2 * len(rows), dtype=object)
     tokens[0::2] = heads[cols]
