@@ -95,7 +95,8 @@ def format_values(values: np.ndarray) -> list[str]:
         whole = ~special & (values == np.floor(values))
     out = np.empty(n, dtype=object)
     if whole.any():
-        out[whole] = list(map(str, values[whole].astype(np.int64).tolist()))
+        encoded_ints = msgspec.json.encode(values[whole].astype(np.int64).tolist())
+        out[whole] = encoded_ints[1:-1].decode().split(",")
     plain = ~special & ~whole
     if plain.any():
         encoded = msgspec.json.encode(values[plain].tolist())
