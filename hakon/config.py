@@ -318,9 +318,11 @@ class Settings:
         "(docs/query.md: exact but for samples on bucket boundaries); 0 never does.",
     )
     query_max_concurrency: int = _setting(
-        4,
-        _int_between(1, 1024),
-        "Queries evaluated at once; further queries wait for a slot until their timeout.",
+        -1,
+        _int_between(-1, 1024),
+        "Queries evaluated at once; further queries wait for a slot until their timeout. "
+        "-1: one per core but one (at least one), so queries never take every core "
+        "from ingest.",
     )
 
     @classmethod

@@ -20,7 +20,7 @@ from hakon.gcpolicy import GcFreezer
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
 from hakon.mallocpolicy import keep_large_blocks
-from hakon.query.service import QueryService, options_from
+from hakon.query.service import QueryService, concurrency_from, options_from
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions
 from hakon.store.interface import RAW
@@ -101,7 +101,9 @@ class Runtime:
             )
             self._ingest.decoding.warm()
             self._query = QueryService(
-                self._store, options_from(self.settings), self.settings.query_max_concurrency
+                self._store,
+                options_from(self.settings),
+                concurrency_from(self.settings.query_max_concurrency),
             )
         except BaseException as exc:
             self.open_error = exc

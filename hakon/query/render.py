@@ -8,8 +8,10 @@ a matrix of thousands of series is mostly these strings.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import time
 
 import msgspec
 import numpy as np
@@ -110,27 +112,40 @@ def format_values(values: np.ndarray) -> list[str]:
     return result
 
 
+# Points rendered per piece: each piece is a few ms of GIL-holding string work, so the
+# event loop (ingest, /health) gets its turn between pieces of a huge result.
+RENDER_PIECE_POINTS = 1 << 16
+
+
 def matrix_json(vector: Vector, steps: np.ndarray) -> str:
     """Prometheus `matrix` result: every present point as `[t,"v"]`, series by series.
 
-    Built as one token list joined once: a value token per point, and before
-    it either `"],[t,"` or, at a series' first point, the series' opening.
+    Built from token lists joined once per piece: a value token per point, and
+    before it either `"],[t,"` or, at a series' first point, the series' opening.
     """
     rows, cols = np.nonzero(vector.present)
     if not len(rows):
         return "[]"
     times = format_times(steps)
     heads = np.array([f'"],[{t},"' for t in times], dtype=object)
-    tokens = np.empty(2 * len(rows), dtype=object)
-    tokens[0::2] = heads[cols]
-    tokens[1::2] = format_values(vector.values[rows, cols])
     firsts = np.concatenate([[0], np.flatnonzero(np.diff(rows)) + 1])
-    for n, (i, r, c) in enumerate(
-        zip(firsts.tolist(), rows[firsts].tolist(), cols[firsts].tolist(), strict=True)
-    ):
-        opening = f'{{"metric":{labels_json(vector.labels[r])},"values":[[{times[c]},"'
-        tokens[2 * i] = opening if n == 0 else '"]]},' + opening
-    return "[" + "".join(tokens.tolist()) + '"]]}]'
+    # Cut pieces at series boundaries, about RENDER_PIECE_POINTS points each.
+    cuts = np.unique(np.searchsorted(firsts, np.arange(0, len(rows), RENDER_PIECE_POINTS)))
+    bounds = [*firsts[cuts[cuts < len(firsts)]].tolist(), len(rows)]
+    pieces = []
+    for a, b in itertools.pairwise(bounds):
+        tokens = np.empty(2 * (b - a), dtype=object)
+        tokens[0::2] = heads[cols[a:b]]
+        tokens[1::2] = format_values(vector.values[rows[a:b], cols[a:b]])
+        starts = firsts[(firsts >= a) & (firsts < b)]
+        for i, r, c in zip(
+            starts.tolist(), rows[starts].tolist(), cols[starts].tolist(), strict=True
+        ):
+            opening = f'{{"metric":{labels_json(vector.labels[r])},"values":[[{times[c]},"'
+            tokens[2 * (i - a)] = opening if i == 0 else '"]]},' + opening
+        pieces.append("".join(tokens.tolist()))
+        time.sleep(0)  # let other threads (the event loop) run between pieces
+    return "[" + "".join(pieces) + '"]]}]'
 
 
 def scalar_json(scalar: Scalar, time_ms: int) -> str:

@@ -8,6 +8,7 @@ like one that ran too long.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,13 @@ from hakon.query.engine import Engine, QueryOptions, Result
 from hakon.store.interface import Reader
 
 T = TypeVar("T")
+
+
+def concurrency_from(setting: int) -> int:
+    """-1 (the default): one query per core but one, at least one."""
+    if setting > 0:
+        return setting
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def options_from(settings: Settings) -> QueryOptions:
