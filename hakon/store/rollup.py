@@ -82,8 +82,8 @@ def read_rollup_block(
         table = block.read_table(group_list, COLUMNS)
         return {c: table.column(c).to_numpy() for c in COLUMNS}
 
-    if cache is None:
-        cols = decode(groups)
+    if cache is None or len(groups) > block.CACHED_READ_GROUPS:
+        cols = decode(groups)  # a scan: one decode call, and it stays out of the cache
     else:
         decoded = [cache.get((str(block.path), g), functools.partial(decode, [g])) for g in groups]
         cols = (
