@@ -6,16 +6,14 @@ to make its absence a failure rather than a skip).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from serverproc import HakonProcess, free_port
+from peers import PROMETHEUS, PrometheusProcess
+from serverproc import HakonProcess
 
 from hakon.auth.secret import read_secret
 from hakon.auth.tokens import TokenAuthority
@@ -23,9 +21,6 @@ from hakon.store.catalog import Catalog
 from hakon.store.engine import Store
 from hakon.store.labels import Matcher
 
-PROMETHEUS = shutil.which("prometheus")
-if PROMETHEUS is None and os.environ.get("HAKON_REQUIRE_PEERS") == "1":
-    raise RuntimeError("the prometheus binary is required (apt-get install prometheus)")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="Debian package prometheus missing")
 
 CONFIG = """
@@ -57,20 +52,8 @@ def _mint(data: Path, scope: str) -> str:
 def test_prometheus_remote_write_lands_in_hakon(tmp_path: Path) -> None:
     data = tmp_path / "hakon"
     hakon = HakonProcess(data).start()
-    prom_port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(CONFIG.format(hakon_port=hakon.port, token=_mint(data, "metrics:write")))
-    log = (tmp_path / "prometheus.log").open("wb")  # closed in the finally below
-    prom = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    config = CONFIG.format(hakon_port=hakon.port, token=_mint(data, "metrics:write"))
+    prom = PrometheusProcess(tmp_path, config).start()
     admin = {"Authorization": f"Bearer {_mint(data, 'admin')}"}
     try:
         deadline = time.monotonic() + 60
@@ -81,11 +64,9 @@ def test_prometheus_remote_write_lands_in_hakon(tmp_path: Path) -> None:
             if series >= 20 and stats["samples"] >= 3 * series:
                 break
             time.sleep(0.5)
-        assert series >= 20, (tmp_path / "prometheus.log").read_text()[-3000:]
+        assert series >= 20, prom.log.read_text()[-3000:]
     finally:
-        prom.terminate()
-        prom.wait(timeout=30)
-        log.close()
+        prom.stop()
         hakon.stop()
 
     catalog = Catalog.open_in(data)
