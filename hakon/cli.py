@@ -3,6 +3,7 @@
 hakon serve [flags]            run the service (flags from the settings table)
 hakon token create ...         mint a token offline with the data dir's secret
 hakon query 'EXPR' [...]       run PromQL against a running server, print a table
+hakon rules check FILE...      validate Prometheus rule files, like `promtool check rules`
 """
 
 from __future__ import annotations
@@ -98,6 +99,32 @@ def _query_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
 
 
+def _rules_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("rules", help="work with Prometheus rule files")
+    rsub = p.add_subparsers(dest="rules_command", required=True)
+    c = rsub.add_parser("check", help="validate rule files (exit 1 on any problem)")
+    c.add_argument("files", nargs="+", help="rule files (YAML, Prometheus format)")
+
+
+def _rules_check(files: list[str]) -> int:
+    from hakon.alerting.rules import RuleFileError, load_file
+
+    failed = False
+    for path in files:
+        print(f"Checking {path}")
+        try:
+            groups = load_file(path)
+        except RuleFileError as exc:
+            failed = True
+            print("  FAILED:")
+            for problem in exc.problems:
+                print(f"    {problem}")
+            continue
+        count = sum(len(g.rules) for g in groups)
+        print(f"  SUCCESS: {count} rules found")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hakon", description="Hakon metrics and alerting.")
     parser.add_argument("--version", action="version", version=f"hakon {__version__}")
@@ -105,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     _query_parser(sub)
+    _rules_parser(sub)
     return parser
 
 
@@ -153,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     if args.command == "token" and args.token_command == "create":
         return _token_create(args)
+    if args.command == "rules" and args.rules_command == "check":
+        return _rules_check(args.files)
     if args.command == "query":
         from hakon.query.cli import run
 
