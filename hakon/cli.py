@@ -37,7 +37,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     for f in setting_fields():
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
+        if f.metadata.get("repeatable"):
+            p.add_argument(
+                flag, dest=f.name, action="append", default=None, metavar="PATH", help=flag_help(f)
+            )
+        elif f.type in ("bool", bool):
             p.add_argument(
                 flag,
                 dest=f.name,

@@ -102,6 +102,12 @@ def _non_negative_float_duration(text: str) -> float:
     return value
 
 
+def _path_list(text: Any) -> tuple[str, ...]:
+    """Paths or globs: a repeated flag's values, or one comma-separated string."""
+    items = text if isinstance(text, list | tuple) else [text]
+    return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = str(text).strip().lower()
@@ -283,6 +289,13 @@ class Settings:
         "reads (native endpoints over days or months) and raw row groups of small "
         "reads (one dashboard series); 0 disables the cache.",
     )
+    rules: tuple[str, ...] = _setting(
+        (),
+        _path_list,
+        "Prometheus rule files (globs) to load and evaluate; repeat the flag or separate "
+        "with commas. Reloaded on SIGHUP and POST /api/v1/admin/reload.",
+        repeatable=True,
+    )
     query_lookback_delta: float = _setting(
         parse_duration("5m"),
         _positive_duration,
@@ -389,7 +402,7 @@ def _default_text(f: Any) -> str:
         return format_duration(float(default))
     if isinstance(default, bool):
         return "true" if default else "false"
-    if default == "":
+    if default == "" or default == ():
         return "(empty)"
     return str(default)
 

@@ -11,6 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
+from hakon.alerting.manager import RuleManager
 from hakon.auth.revocation import CatalogRevocationStore, RevocationList
 from hakon.auth.secret import load_or_create_secret
 from hakon.auth.tokens import TokenAuthority
@@ -20,6 +21,7 @@ from hakon.gcpolicy import GcFreezer
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
 from hakon.mallocpolicy import keep_large_blocks
+from hakon.query.engine import Engine
 from hakon.query.service import QueryService, concurrency_from, options_from
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions
@@ -38,6 +40,7 @@ class Runtime:
         self._store: Store | None = None
         self._ingest: Ingest | None = None
         self._query: QueryService | None = None
+        self._rules: RuleManager | None = None
         self._gc: GcFreezer | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
@@ -76,6 +79,12 @@ class Runtime:
         return self._query
 
     @property
+    def rules(self) -> RuleManager:
+        if self._rules is None:
+            raise Unavailable("storage is still opening; retry shortly")
+        return self._rules
+
+    @property
     def ingest(self) -> Ingest:
         if self._ingest is None:
             raise Unavailable("storage is still opening; retry shortly")
@@ -100,6 +109,11 @@ class Runtime:
                 decode_processes(self.settings.ingest_decode_processes),
             )
             self._ingest.decoding.warm()
+            self._rules = RuleManager(
+                self._store, Engine(self._store, options_from(self.settings)), self.settings.rules
+            )
+            self._rules.load()
+            self._rules.start()
             self._query = QueryService(
                 self._store,
                 options_from(self.settings),
@@ -119,6 +133,9 @@ class Runtime:
         if self._gc is not None:
             self._gc.stop()
         self._query = None
+        if self._rules is not None:
+            self._rules.stop()
+            self._rules = None
         if self._ingest is not None:
             self._ingest.close()
             self._ingest = None

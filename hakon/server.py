@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -56,9 +58,40 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def _check_rules(settings: Settings) -> None:
+    """Refuse to start on a bad rule file, as Prometheus does, naming every problem."""
+    from hakon.alerting.rules import RuleFileError, load_files
+
+    if not settings.rules:
+        return
+    try:
+        load_files(list(settings.rules))
+    except RuleFileError as exc:
+        raise SystemExit("hakon: cannot load rules:\n  " + "\n  ".join(exc.problems)) from None
+
+
+def _reload_on_sighup(runtime: Runtime) -> None:
+    def reload(signum: int, frame: object) -> None:
+        def run() -> None:
+            from hakon.alerting.rules import RuleFileError
+
+            try:
+                runtime.rules.load()
+            except RuleFileError as exc:
+                log.error("rule reload failed; the previous rules stay:\n%s", exc)
+            except Exception:
+                log.exception("rule reload failed")
+
+        threading.Thread(target=run, name="hakon-reload", daemon=True).start()
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, reload)
+
+
 def serve(settings: Settings) -> int:
     started = time.monotonic()
     configure_logging(settings.log_level)
+    _check_rules(settings)
     runtime, first_start = Runtime.prepare(settings)
     sock = bind(settings)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -87,6 +120,7 @@ def serve(settings: Settings) -> int:
         lifespan="on",
     )
     server = _Server(config)
+    _reload_on_sighup(runtime)
     log.info("started in %.0f ms", (time.monotonic() - started) * 1000)
     server.run(sockets=[sock])
     log.info("stopped")

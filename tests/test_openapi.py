@@ -18,8 +18,9 @@ def test_every_operation_documents_its_errors(tmp_path) -> None:
     # health x2, ready x2, metrics, 3 token routes, 2 admin, 7 HakonGo collectors,
     # node metrics, remote_write, text import, 2 Influx writes; Prometheus API: query,
     # query_range, series, labels and format_query as GET and POST, label values,
-    # metadata, exemplars, buildinfo, rules, alerts; native node, fleet and cluster metrics
-    assert len(operations) == 41
+    # metadata, exemplars, buildinfo, rules, alerts; native node, fleet and cluster metrics;
+    # rule reload
+    assert len(operations) == 42
     for op in operations:
         evaluates = op["operationId"].startswith(("prometheus_query_", "prometheus_query_range_"))
         assert ("422" in op["responses"]) == evaluates

@@ -7,7 +7,9 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from hakon.alerting.rules import RuleFileError
 from hakon.api.auth import require, runtime_of
+from hakon.errors import InvalidRequest
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 
@@ -56,3 +58,28 @@ async def flush(request: Request) -> FlushResult:
     return FlushResult(
         flushed_samples=flushed, merges=merges, storage=StorageStats(**store.stats())
     )
+
+
+class ReloadResult(BaseModel):
+    groups: int = Field(description="Rule groups loaded.")
+    rules: int = Field(description="Rules loaded.")
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResult,
+    summary="Reload the rule files (as SIGHUP does)",
+    responses={400: {"description": "A rule file has problems; the running rules stay."}},
+)
+async def reload(request: Request) -> ReloadResult:
+    manager = runtime_of(request).rules
+    try:
+        await asyncio.to_thread(manager.load)
+    except RuleFileError as exc:
+        raise InvalidRequest(
+            "rule files have problems; the running rules stay: " + "; ".join(exc.problems),
+            field="rules",
+            details={"problems": exc.problems},
+        ) from None
+    groups = list(manager.groups.values())
+    return ReloadResult(groups=len(groups), rules=sum(len(g.rules) for g in groups))

@@ -428,11 +428,20 @@ async def format_query(request: Request) -> Response:
     return success(json.dumps(expr.prettify()))
 
 
-@router.get("/rules", summary="Alerting and recording rules")
-async def rules() -> Response:
-    return success('{"groups":[]}')
+@router.get(
+    "/rules",
+    summary="Alerting and recording rules, with health and last evaluation",
+    openapi_extra={"parameters": [_param_doc("type", "alert or record: only those rules.")]},
+)
+async def rules(request: Request) -> Response:
+    params = await Params.of(request)
+    kind = params.get("type")
+    if kind not in (None, "", "alert", "record"):
+        raise InvalidRequest('invalid parameter "type": must be alert or record', field="type")
+    data = runtime_of(request).rules.rules_data(kind or None)
+    return success(json.dumps(data, ensure_ascii=False))
 
 
-@router.get("/alerts", summary="Active alerts")
-async def alerts() -> Response:
-    return success('{"alerts":[]}')
+@router.get("/alerts", summary="Active (pending and firing) alerts")
+async def alerts(request: Request) -> Response:
+    return success(json.dumps(runtime_of(request).rules.alerts_data(), ensure_ascii=False))
