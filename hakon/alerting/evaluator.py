@@ -19,7 +19,7 @@ import numpy as np
 from hakon.alerting.rules import Group, Rule
 from hakon.errors import HakonError
 from hakon.query.engine import Engine
-from hakon.query.values import STALE_NAN_BITS, Scalar, Vector
+from hakon.query.values import STALE_NAN_BITS, Scalar, Vector, escape
 from hakon.store.interface import SampleBatch
 from hakon.store.labels import METRIC_NAME, Labels
 
@@ -37,12 +37,16 @@ class Alert:
     fired_at_ms: int | None = None
     resolved_at_ms: int | None = None
     keep_firing_since_ms: int | None = None
+    was_firing: bool = False  # restored as firing: its firing was already announced
 
 
 @dataclass
 class RuleState:
     rule: Rule
     active: dict[Labels, Alert] = field(default_factory=dict)
+    # True until the first evaluation after a start: new alerts then take back the
+    # activeAt their ALERTS_FOR_STATE series recorded (Prometheus's for-state restore).
+    restoring: bool = False
     health: str = "unknown"  # ok, err, unknown
     last_error: str = ""
     last_evaluation_ms: int | None = None
@@ -71,9 +75,9 @@ class Outcome:
 
 
 class GroupState:
-    def __init__(self, group: Group) -> None:
+    def __init__(self, group: Group, restore: bool = False) -> None:
         self.group = group
-        self.rules = [RuleState(r) for r in group.rules]
+        self.rules = [RuleState(r, restoring=restore and r.kind == "alert") for r in group.rules]
         self._alert_series: set[Labels] = set()
         self.last_evaluation_ms: int | None = None
         self.evaluation_seconds = 0.0
@@ -85,6 +89,7 @@ class GroupState:
             match = old.get((state.rule.name, state.rule.expr, state.rule.kind))
             if match is not None:
                 state.active = match.active
+                state.restoring = match.restoring
         self._alert_series = previous._alert_series
 
     def evaluate(
@@ -176,12 +181,16 @@ def _evaluate_alert(state: RuleState, engine: Engine, t_ms: int, outcome: Outcom
             alert.value, alert.annotations = value, annotations
             alert.keep_firing_since_ms = None
         else:
-            state.active[key] = Alert(key, annotations, value, active_at_ms=t_ms)
+            alert = state.active[key] = Alert(key, annotations, value, active_at_ms=t_ms)
+            if state.restoring:
+                _restore(alert, engine, t_ms)
+    state.restoring = False
     for key, alert in list(state.active.items()):
         if key in seen:
             if alert.state == "pending" and t_ms - alert.active_at_ms >= rule.for_ms:
                 alert.state, alert.fired_at_ms = "firing", t_ms
-                outcome.fired.append(alert)
+                if not alert.was_firing:
+                    outcome.fired.append(alert)
             continue
         if alert.state == "pending" or (
             alert.resolved_at_ms is not None and t_ms - alert.resolved_at_ms > RESOLVED_RETENTION_MS
@@ -196,6 +205,31 @@ def _evaluate_alert(state: RuleState, engine: Engine, t_ms: int, outcome: Outcom
                     continue
             alert.state, alert.resolved_at_ms = "inactive", t_ms
             outcome.resolved.append(alert)
+
+
+OUTAGE_TOLERANCE_MS = 3_600_000  # how old a for-state may be and still be restored
+
+
+def _selector(name: str, labels: Labels, extra: str = "") -> str:
+    inner = ", ".join(f'{k}="{escape(v)}"' for k, v in labels)
+    return f"{name}{{{inner}{', ' + extra if extra else ''}}}"
+
+
+def _restore(alert: Alert, engine: Engine, t_ms: int) -> None:
+    """Take back the alert's activeAt from ALERTS_FOR_STATE written before a restart,
+    and whether it was firing (so its firing is not announced twice)."""
+    window = f"[{OUTAGE_TOLERANCE_MS // 1000}s]"
+    before = t_ms - 1  # this evaluation has written nothing yet
+    for_state = _query(
+        engine, f"last_over_time({_selector('ALERTS_FOR_STATE', alert.labels)}{window})", before
+    )
+    if not for_state:
+        return
+    active_at_ms = round(for_state[0][1] * 1000)
+    if 0 < active_at_ms <= t_ms:
+        alert.active_at_ms = active_at_ms
+    firing = _selector("ALERTS", alert.labels, 'alertstate="firing"')
+    alert.was_firing = bool(_query(engine, f"last_over_time({firing}{window})", before))
 
 
 def _evaluate_record(state: RuleState, engine: Engine, t_ms: int, outcome: Outcome) -> None:

@@ -27,7 +27,7 @@ from hakon.store.engine import Store
 log = logging.getLogger(__name__)
 
 
-def _iso(ms: int | None) -> str:
+def iso_time(ms: int | None) -> str:
     if ms is None:
         return "0001-01-01T00:00:00Z"
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
@@ -39,6 +39,7 @@ class RuleManager:
         self.engine = engine
         self.patterns = patterns
         self.groups: dict[tuple[str, str], GroupState] = {}
+        self._loaded = False
         self._lock = threading.Lock()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(4)}, timezone="UTC"
@@ -48,9 +49,11 @@ class RuleManager:
         """(Re)load the rule files; on any problem the running rules stay as they were."""
         groups = load_files(list(self.patterns)) if self.patterns else []
         with self._lock:
+            starting = not self._loaded
+            self._loaded = True
             fresh: dict[tuple[str, str], GroupState] = {}
             for group in groups:
-                state = GroupState(group)
+                state = GroupState(group, restore=starting)
                 previous = self.groups.get((group.file, group.name))
                 if previous is not None:
                     state.adopt(previous)
@@ -123,7 +126,7 @@ class RuleManager:
                     "limit": state.group.limit,
                     "rules": rules,
                     "evaluationTime": state.evaluation_seconds,
-                    "lastEvaluation": _iso(state.last_evaluation_ms),
+                    "lastEvaluation": iso_time(state.last_evaluation_ms),
                 }
             )
         return {"groups": groups}
@@ -150,7 +153,7 @@ def _alert_json(alert: Alert) -> dict[str, Any]:
         "labels": dict(alert.labels),
         "annotations": alert.annotations,
         "state": alert.state,
-        "activeAt": _iso(alert.active_at_ms),
+        "activeAt": iso_time(alert.active_at_ms),
         "value": format_value(alert.value),
     }
 
@@ -163,7 +166,7 @@ def _rule_json(rule: Rule, state: Any) -> dict[str, Any]:
         "health": state.health,
         "lastError": state.last_error,
         "evaluationTime": state.evaluation_seconds,
-        "lastEvaluation": _iso(state.last_evaluation_ms),
+        "lastEvaluation": iso_time(state.last_evaluation_ms),
         "type": "alerting" if rule.kind == "alert" else "recording",
     }
     if rule.kind == "record":

@@ -13,7 +13,7 @@ from hakon import __version__
 from hakon.api import errors, openapi
 from hakon.api.middleware import RequestContextMiddleware
 from hakon.api.ratelimit import TokenBucketLimiter
-from hakon.api.routes import admin, health, ingest, native, prometheus, tokens
+from hakon.api.routes import admin, alerts, health, ingest, native, prometheus, tokens
 from hakon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(prometheus.router)
     app.include_router(native.router)
+    app.include_router(alerts.router)
     openapi.install(app)
     app.add_middleware(RequestContextMiddleware, telemetry=runtime.telemetry)
     return app

@@ -57,7 +57,9 @@ def test_rule_case(path: Path, tmp_path: Path) -> None:
     store = _store(tmp_path / "data")
     try:
         _load(store, case)
-        groups = [GroupState(g) for g in parse_rules(yaml.safe_dump(case["rules"]), path.name)]
+        restore = bool(case.get("restore"))  # evaluate as the first run after a restart
+        rule_groups = parse_rules(yaml.safe_dump(case["rules"]), path.name)
+        groups = [GroupState(g, restore=restore) for g in rule_groups]
         engine = Engine(store)
         checks = [*case.get("alert_rule_test", []), *case.get("state_test", []),
                   *case.get("record_test", [])]  # fmt: skip
@@ -67,7 +69,10 @@ def test_rule_case(path: Path, tmp_path: Path) -> None:
         by_time: dict[int, list[dict[str, Any]]] = {}
         for c in checks:
             by_time.setdefault(parse_duration(str(c["eval_time"])), []).append(c)
-        times = sorted({t for g in groups for t in evaluation_times(g.group.interval_ms, 0, end)})
+        begin = parse_duration(str(case.get("start", "0")))  # e.g. the restart
+        times = sorted(
+            {t for g in groups for t in evaluation_times(g.group.interval_ms, begin, end)}
+        )
         for t in times:
             for g in groups:
                 if t % g.group.interval_ms:

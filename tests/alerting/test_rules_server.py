@@ -117,3 +117,38 @@ def test_a_bad_rule_file_stops_the_start(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "cannot load rules" in result.stderr and "could not parse expression" in result.stderr
+
+
+def test_a_restart_keeps_the_alert_firing_with_its_active_at(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES)
+    data = tmp_path / "data"
+    server = HakonProcess(data, "--rules", str(rules)).start()
+    token = server.admin_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    now_ms = int(time.time() * 1000)
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as api:
+            body = f'temp_celsius{{room="lab"}} 35 {now_ms}\n'
+            assert api.post("/api/v1/import/prometheus", content=body).status_code == 204
+
+            def seed_alerts() -> list[dict]:  # type: ignore[type-arg]
+                return api.get("/api/v1/alerts", params={"state": "firing"}).json()["alerts"]
+
+            (before,) = _wait(seed_alerts)
+            assert before["name"] == "RoomTooHot" and before["severity"] == "warning"
+            assert before["description"] == "lab at 35°C"
+    finally:
+        server.stop()
+    again = HakonProcess(data, "--rules", str(rules)).start()
+    try:
+        with httpx.Client(base_url=again.url, headers=headers, timeout=10) as api:
+            (after,) = _wait(
+                lambda: api.get("/api/v1/alerts", params={"state": "firing"}).json()["alerts"]
+            )
+            assert after["id"] == before["id"]
+            assert after["started_at"] == before["started_at"]  # activeAt restored
+            filtered = api.get("/api/v1/alerts", params={"severity": "page"}).json()
+            assert filtered["alerts"] == [] and filtered["total"] == 0
+    finally:
+        again.stop()
