@@ -296,6 +296,18 @@ class Settings:
         "with commas. Reloaded on SIGHUP and POST /api/v1/admin/reload.",
         repeatable=True,
     )
+    webhook_allow_private: bool = _setting(
+        True,
+        _parse_bool,
+        "Whether webhook URLs may point at private or loopback addresses (receivers "
+        "often run beside Hakon; turn off when untrusted users register webhooks).",
+    )
+    webhook_give_up: float = _setting(
+        parse_duration("1h"),
+        _positive_duration,
+        "How long a webhook delivery is retried (network errors, 5xx, 429; exponential "
+        "backoff with jitter) before it is recorded as failed.",
+    )
     query_lookback_delta: float = _setting(
         parse_duration("5m"),
         _positive_duration,

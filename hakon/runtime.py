@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from hakon.alerting.manager import RuleManager
+from hakon.alerting.notifier import Notifier
 from hakon.auth.revocation import CatalogRevocationStore, RevocationList
 from hakon.auth.secret import load_or_create_secret
 from hakon.auth.tokens import TokenAuthority
@@ -41,6 +42,7 @@ class Runtime:
         self._ingest: Ingest | None = None
         self._query: QueryService | None = None
         self._rules: RuleManager | None = None
+        self._notifier: Notifier | None = None
         self._gc: GcFreezer | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
@@ -79,6 +81,12 @@ class Runtime:
         return self._query
 
     @property
+    def notifier(self) -> Notifier:
+        if self._notifier is None:
+            raise Unavailable("storage is still opening; retry shortly")
+        return self._notifier
+
+    @property
     def rules(self) -> RuleManager:
         if self._rules is None:
             raise Unavailable("storage is still opening; retry shortly")
@@ -109,8 +117,16 @@ class Runtime:
                 decode_processes(self.settings.ingest_decode_processes),
             )
             self._ingest.decoding.warm()
+            self._notifier = Notifier(
+                self.catalog,
+                allow_private=self.settings.webhook_allow_private,
+                give_up_s=self.settings.webhook_give_up,
+            ).start()
             self._rules = RuleManager(
-                self._store, Engine(self._store, options_from(self.settings)), self.settings.rules
+                self._store,
+                Engine(self._store, options_from(self.settings)),
+                self.settings.rules,
+                self._notifier,
             )
             self._rules.load()
             self._rules.start()
@@ -136,6 +152,9 @@ class Runtime:
         if self._rules is not None:
             self._rules.stop()
             self._rules = None
+        if self._notifier is not None:
+            self._notifier.stop()
+            self._notifier = None
         if self._ingest is not None:
             self._ingest.close()
             self._ingest = None

@@ -14,15 +14,18 @@ import threading
 import time
 from typing import Any
 
+import xxhash
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hakon.alerting.evaluator import Alert, GroupState
+from hakon.alerting.notifier import Notifier, alert_payload
 from hakon.alerting.rules import Rule, load_files
 from hakon.query.engine import Engine
 from hakon.query.render import format_value
 from hakon.store.engine import Store
+from hakon.store.labels import Labels, encode
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,14 @@ def iso_time(ms: int | None) -> str:
 
 
 class RuleManager:
-    def __init__(self, store: Store, engine: Engine, patterns: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        patterns: tuple[str, ...],
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.notifier = notifier
         self.store = store
         self.engine = engine
         self.patterns = patterns
@@ -100,11 +110,27 @@ class RuleManager:
             if batch is not None:
                 self.store.append(batch)
             for alert in outcome.fired:
-                log.info("alert firing: %s", dict(alert.labels))
+                self._notify("alert.firing", alert)
             for alert in outcome.resolved:
-                log.info("alert resolved: %s", dict(alert.labels))
+                self._notify("alert.resolved", alert)
         except Exception:  # one group's failure must not stop the scheduler
             log.exception("evaluating rule group %s failed", key[1])
+
+    def _notify(self, event: str, alert: Alert) -> None:
+        labels = dict(alert.labels)
+        log.info("%s: %s", event, labels)
+        if self.notifier is None:
+            return
+        firing = event == "alert.firing"
+        payload = alert_payload(
+            labels,
+            alert.annotations,
+            "firing" if firing else "resolved",
+            alert.fired_at_ms or alert.active_at_ms,
+            None if firing else alert.resolved_at_ms,
+            fingerprint(alert.labels),
+        )
+        self.notifier.publish(event, payload)
 
     # -- Prometheus API shapes ----------------------------------------------------------
 
@@ -182,3 +208,8 @@ def _rule_json(rule: Rule, state: Any) -> dict[str, Any]:
         "alerts": [_alert_json(a) for a in alerts],
         "state": rule_state,
     }
+
+
+def fingerprint(labels: Labels) -> str:
+    """A stable id of an alert's label set (the same the alerts API shows)."""
+    return xxhash.xxh64_hexdigest(encode(labels))

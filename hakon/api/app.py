@@ -13,7 +13,16 @@ from hakon import __version__
 from hakon.api import errors, openapi
 from hakon.api.middleware import RequestContextMiddleware
 from hakon.api.ratelimit import TokenBucketLimiter
-from hakon.api.routes import admin, alerts, health, ingest, native, prometheus, tokens
+from hakon.api.routes import (
+    admin,
+    alerts,
+    health,
+    ingest,
+    native,
+    prometheus,
+    tokens,
+    webhooks,
+)
 from hakon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(prometheus.router)
     app.include_router(native.router)
     app.include_router(alerts.router)
+    app.include_router(webhooks.router)
     openapi.install(app)
     app.add_middleware(RequestContextMiddleware, telemetry=runtime.telemetry)
     return app

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import xxhash
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from hakon.alerting.manager import iso_time
+from hakon.alerting.manager import fingerprint, iso_time
 from hakon.api.auth import require, runtime_of
-from hakon.store.labels import encode
 
 router = APIRouter(tags=["alerting"], dependencies=[Depends(require("alerts:read"))])
 
@@ -54,10 +52,9 @@ async def list_alerts(
             continue
         if cluster and alert_cluster != cluster:
             continue
-        fingerprint = xxhash.xxh64_hexdigest(encode(alert.labels))
         views.append(
             AlertView(
-                id=fingerprint,
+                id=fingerprint(alert.labels),
                 name=labels.get("alertname", ""),
                 state=alert.state,  # type: ignore[arg-type]
                 severity=labels.get("severity", ""),

@@ -1,0 +1,159 @@
+"""Webhooks end to end: a real receiver on loopback gets signed alert notifications,
+once, retried through failures; the API never shows a secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serverproc import HakonProcess
+
+RULES = """
+groups:
+  - name: rooms
+    interval: 1s
+    rules:
+      - alert: RoomTooHot
+        expr: temp_celsius > 30
+        for: 1s
+        labels: {severity: warning}
+        annotations: {summary: "{{ $labels.room }} at {{ $value }}"}
+"""
+
+
+class Receiver:
+    """An HTTP receiver that records every request; fails the first `fail` with 500."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.attempts <= receiver.fail:
+                    self.send_response(500)
+                else:
+                    receiver.requests.append((dict(self.headers), body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [json.loads(b) for h, b in self.requests if h.get("X-Hakon-Event") == event]
+
+
+def _wait(fn, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[HakonProcess, httpx.Client]]:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES)
+    proc = HakonProcess(tmp_path / "data", "--rules", str(rules)).start()
+    headers = {"Authorization": f"Bearer {proc.admin_token()}"}
+    with httpx.Client(base_url=proc.url, headers=headers, timeout=10) as api:
+        try:
+            yield proc, api
+        finally:
+            proc.stop()
+
+
+def _temp(api: httpx.Client, value: float) -> None:
+    body = f'temp_celsius{{room="lab"}} {value} {int(time.time() * 1000)}\n'
+    assert api.post("/api/v1/import/prometheus", content=body).status_code == 204
+
+
+def test_one_signed_firing_then_one_resolved(server: tuple[HakonProcess, httpx.Client]) -> None:
+    _, api = server
+    receiver = Receiver()
+    created = api.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url, "events": ["alert.firing", "alert.resolved"], "secret": "s3"},
+    )
+    assert created.status_code == 201, created.text
+    hook = created.json()
+    assert hook["has_secret"] is True and "secret" not in hook
+    _temp(api, 35)
+    (firing,) = _wait(lambda: receiver.events("alert.firing"))
+    headers, body = next(
+        (h, b) for h, b in receiver.requests if h["X-Hakon-Event"] == "alert.firing"
+    )
+    expected = hmac.new(b"s3", headers["X-Hakon-Timestamp"].encode() + b"." + body, hashlib.sha256)
+    assert headers["X-Hakon-Signature"] == "sha256=" + expected.hexdigest()
+    assert firing["type"] == "alert.firing" and firing["id"].startswith("evt_")
+    payload = firing["data"]
+    assert payload["version"] == "4" and payload["status"] == "firing"
+    (alert,) = payload["alerts"]
+    assert alert["labels"] == {"alertname": "RoomTooHot", "room": "lab", "severity": "warning"}
+    assert alert["annotations"] == {"summary": "lab at 35"}
+    _temp(api, 20)
+    (resolved,) = _wait(lambda: receiver.events("alert.resolved"))
+    assert resolved["data"]["status"] == "resolved"
+    assert resolved["data"]["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
+    time.sleep(2)
+    assert len(receiver.events("alert.firing")) == 1  # never announced twice
+
+
+def test_a_failing_receiver_gets_the_event_once_after_retries(
+    server: tuple[HakonProcess, httpx.Client],
+) -> None:
+    _, api = server
+    receiver = Receiver(fail=3)
+    hook = api.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "events": ["webhook.test"]}
+    ).json()
+    assert api.post(f"/api/v1/webhooks/{hook['id']}/test").json() == {"queued": 1}
+    _wait(lambda: receiver.requests, timeout=40)
+    (delivery,) = _wait(
+        lambda: [
+            d
+            for d in api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
+            if d["status"] == "delivered"
+        ]
+    )
+    assert delivery["attempts"] == 4 and delivery["response_status"] == 204
+    assert len(receiver.requests) == 1 and receiver.attempts == 4
+
+
+def test_webhook_api_validates_and_hides_secrets(server: tuple[HakonProcess, httpx.Client]) -> None:
+    _, api = server
+    bad = api.post("/api/v1/webhooks", json={"url": "ftp://x/y", "events": ["alert.firing"]})
+    assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "url"
+    none = api.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "events": []})
+    assert none.status_code == 400
+    hook = api.post(
+        "/api/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/h", "events": ["alert.firing"], "secret": "x"},
+    ).json()
+    listed = api.get("/api/v1/webhooks").json()
+    assert listed["total"] == 1 and "secret" not in json.dumps(listed).replace("has_secret", "")
+    patched = api.patch(f"/api/v1/webhooks/{hook['id']}", json={"active": False}).json()
+    assert patched["active"] is False and patched["has_secret"] is True
+    assert api.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
+    assert api.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
