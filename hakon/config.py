@@ -296,6 +296,13 @@ class Settings:
         "with commas. Reloaded on SIGHUP and POST /api/v1/admin/reload.",
         repeatable=True,
     )
+    alertmanager_url: tuple[str, ...] = _setting(
+        (),
+        _path_list,
+        "Alertmanagers to push alerts to (their base URL, e.g. http://am:9093); repeat "
+        "the flag or separate with commas. Firing alerts are resent every minute.",
+        repeatable=True,
+    )
     webhook_allow_private: bool = _setting(
         True,
         _parse_bool,

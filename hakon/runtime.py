@@ -11,6 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
+from hakon.alerting.alertmanager import AlertmanagerSender
 from hakon.alerting.manager import RuleManager
 from hakon.alerting.notifier import Notifier
 from hakon.auth.revocation import CatalogRevocationStore, RevocationList
@@ -43,6 +44,7 @@ class Runtime:
         self._query: QueryService | None = None
         self._rules: RuleManager | None = None
         self._notifier: Notifier | None = None
+        self._alertmanager: AlertmanagerSender | None = None
         self._gc: GcFreezer | None = None
         self._authority: TokenAuthority | None = None
         self._ready = threading.Event()
@@ -117,6 +119,7 @@ class Runtime:
                 decode_processes(self.settings.ingest_decode_processes),
             )
             self._ingest.decoding.warm()
+            self._alertmanager = AlertmanagerSender(self.settings.alertmanager_url).start()
             self._notifier = Notifier(
                 self.catalog,
                 allow_private=self.settings.webhook_allow_private,
@@ -127,6 +130,7 @@ class Runtime:
                 Engine(self._store, options_from(self.settings)),
                 self.settings.rules,
                 self._notifier,
+                self._alertmanager,
             )
             self._rules.load()
             self._rules.start()
@@ -155,6 +159,9 @@ class Runtime:
         if self._notifier is not None:
             self._notifier.stop()
             self._notifier = None
+        if self._alertmanager is not None:
+            self._alertmanager.stop()
+            self._alertmanager = None
         if self._ingest is not None:
             self._ingest.close()
             self._ingest = None

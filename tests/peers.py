@@ -90,3 +90,65 @@ def create_blocks_from_openmetrics(text_file: Path, tsdb: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+if REQUIRED and ALERTMANAGER is None:
+    raise RuntimeError("alertmanager is required (apt-get install prometheus-alertmanager)")
+
+ALERTMANAGER_CONFIG = """
+route:
+  receiver: blackhole
+receivers:
+  - name: blackhole
+"""
+
+
+class AlertmanagerProcess:
+    """Debian's Alertmanager with a data dir of its own and clustering off."""
+
+    def __init__(self, workdir: Path) -> None:
+        assert ALERTMANAGER is not None
+        self.workdir = workdir
+        self.port = free_port()
+        self.config = workdir / "alertmanager.yml"
+        self.config.write_text(ALERTMANAGER_CONFIG)
+        self.log = workdir / "alertmanager.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> AlertmanagerProcess:
+        assert ALERTMANAGER is not None
+        cmd = [
+            ALERTMANAGER,
+            f"--config.file={self.config}",
+            f"--storage.path={self.workdir / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("alertmanager exited:\n" + self.log.read_text())
+            try:
+                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("alertmanager did not become ready:\n" + self.log.read_text())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

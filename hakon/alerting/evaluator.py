@@ -38,6 +38,7 @@ class Alert:
     resolved_at_ms: int | None = None
     keep_firing_since_ms: int | None = None
     was_firing: bool = False  # restored as firing: its firing was already announced
+    sent_ms: int | None = None  # last pushed to Alertmanager
 
 
 @dataclass

@@ -19,6 +19,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from hakon.alerting.alertmanager import AlertmanagerSender
 from hakon.alerting.evaluator import Alert, GroupState
 from hakon.alerting.notifier import Notifier, alert_payload
 from hakon.alerting.rules import Rule, load_files
@@ -43,8 +44,10 @@ class RuleManager:
         engine: Engine,
         patterns: tuple[str, ...],
         notifier: Notifier | None = None,
+        alertmanager: AlertmanagerSender | None = None,
     ) -> None:
         self.notifier = notifier
+        self.alertmanager = alertmanager
         self.store = store
         self.engine = engine
         self.patterns = patterns
@@ -113,8 +116,28 @@ class RuleManager:
                 self._notify("alert.firing", alert)
             for alert in outcome.resolved:
                 self._notify("alert.resolved", alert)
+            if self.alertmanager is not None:
+                self._push(state, outcome.resolved, t_ms)
         except Exception:  # one group's failure must not stop the scheduler
             log.exception("evaluating rule group %s failed", key[1])
+
+    RESEND_MS = 60_000  # Prometheus's --rules.alert.resend-delay
+
+    def _push(self, state: GroupState, resolved: list[Alert], t_ms: int) -> None:
+        """Firing alerts, at most once a minute each, and the just-resolved ones."""
+        interval = state.group.interval_ms
+        ends_ahead = 4 * max(interval, self.RESEND_MS)
+        batch = []
+        for _, alert in state.alerts():
+            if alert.state == "firing" and (
+                alert.sent_ms is None or t_ms - alert.sent_ms >= self.RESEND_MS
+            ):
+                batch.append(_am_alert(alert, alert.fired_at_ms or t_ms, t_ms + ends_ahead))
+                alert.sent_ms = t_ms
+        for alert in resolved:
+            batch.append(_am_alert(alert, alert.fired_at_ms or t_ms, alert.resolved_at_ms or t_ms))
+        assert self.alertmanager is not None
+        self.alertmanager.send(batch)
 
     def _notify(self, event: str, alert: Alert) -> None:
         labels = dict(alert.labels)
@@ -213,3 +236,13 @@ def _rule_json(rule: Rule, state: Any) -> dict[str, Any]:
 def fingerprint(labels: Labels) -> str:
     """A stable id of an alert's label set (the same the alerts API shows)."""
     return xxhash.xxh64_hexdigest(encode(labels))
+
+
+def _am_alert(alert: Alert, starts_ms: int, ends_ms: int) -> dict[str, Any]:
+    return {
+        "labels": dict(alert.labels),
+        "annotations": alert.annotations,
+        "startsAt": iso_time(starts_ms),
+        "endsAt": iso_time(ends_ms),
+        "generatorURL": "",
+    }
