@@ -22,48 +22,41 @@ if REQUIRED and (PROMETHEUS is None or PROMTOOL is None):
     raise RuntimeError("prometheus and promtool are required (apt-get install prometheus)")
 
 
-class PrometheusProcess:
-    """`prometheus` with a data dir of its own; `config` is the YAML text of its config."""
+class PeerProcess:
+    """A peer binary on a free loopback port with its own workdir; ready when `ready_path`
+    answers 200. Subclasses give the command line."""
 
-    def __init__(self, workdir: Path, config: str = "global: {}\n", *extra: str) -> None:
-        assert PROMETHEUS is not None
+    name = "peer"
+    ready_path = "/-/ready"
+
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.data = workdir / "tsdb"
         self.port = free_port()
-        self.config = workdir / "prometheus.yml"
-        self.config.write_text(config)
-        self.log = workdir / "prometheus.log"
-        self.extra = list(extra)
+        self.log = workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> PrometheusProcess:
-        assert PROMETHEUS is not None
-        cmd = [
-            PROMETHEUS,
-            f"--config.file={self.config}",
-            f"--storage.tsdb.path={self.data}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--storage.tsdb.retention.time=3650d",
-            *self.extra,
-        ]
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> PeerProcess:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("prometheus exited:\n" + self.log.read_text())
+                raise RuntimeError(f"{self.name} exited:\n" + self.log.read_text())
             try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("prometheus did not become ready:\n" + self.log.read_text())
+        raise RuntimeError(f"{self.name} did not become ready:\n" + self.log.read_text())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -74,11 +67,36 @@ class PrometheusProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> PrometheusProcess:
+    def __enter__(self) -> PeerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class PrometheusProcess(PeerProcess):
+    """`prometheus` with a data dir of its own; `config` is the YAML text of its config."""
+
+    name = "prometheus"
+
+    def __init__(self, workdir: Path, config: str = "global: {}\n", *extra: str) -> None:
+        assert PROMETHEUS is not None
+        super().__init__(workdir)
+        self.data = workdir / "tsdb"
+        self.config = workdir / "prometheus.yml"
+        self.config.write_text(config)
+        self.extra = list(extra)
+
+    def command(self) -> list[str]:
+        assert PROMETHEUS is not None
+        return [
+            PROMETHEUS,
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.data}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--storage.tsdb.retention.time=3650d",
+            *self.extra,
+        ]
 
 
 def create_blocks_from_openmetrics(text_file: Path, tsdb: Path) -> None:
@@ -104,51 +122,23 @@ receivers:
 """
 
 
-class AlertmanagerProcess:
+class AlertmanagerProcess(PeerProcess):
     """Debian's Alertmanager with a data dir of its own and clustering off."""
+
+    name = "alertmanager"
 
     def __init__(self, workdir: Path) -> None:
         assert ALERTMANAGER is not None
-        self.workdir = workdir
-        self.port = free_port()
+        super().__init__(workdir)
         self.config = workdir / "alertmanager.yml"
         self.config.write_text(ALERTMANAGER_CONFIG)
-        self.log = workdir / "alertmanager.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> AlertmanagerProcess:
+    def command(self) -> list[str]:
         assert ALERTMANAGER is not None
-        cmd = [
+        return [
             ALERTMANAGER,
             f"--config.file={self.config}",
             f"--storage.path={self.workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",
         ]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("alertmanager exited:\n" + self.log.read_text())
-            try:
-                if httpx.get(self.url + "/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("alertmanager did not become ready:\n" + self.log.read_text())
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

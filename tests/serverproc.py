@@ -8,9 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -77,3 +81,14 @@ class HakonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, every: float = 0.2) -> T:
+    """Poll until `condition()` is truthy and return it; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not reached within {timeout:g}s")

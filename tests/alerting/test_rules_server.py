@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from serverproc import HakonProcess
+from serverproc import HakonProcess, wait_for
 
 RULES = """
 groups:
@@ -33,16 +33,6 @@ EXTRA = """
 """
 
 
-def _wait(fn, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
-
-
 def test_rules_evaluate_on_schedule_and_reload(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yml"
     rules.write_text(RULES)
@@ -60,7 +50,7 @@ def test_rules_evaluate_on_schedule_and_reload(tmp_path: Path) -> None:
                 alerts = api.get("/prometheus/api/v1/alerts").json()["data"]["alerts"]
                 return [a for a in alerts if a["state"] == "firing"]
 
-            (alert,) = _wait(firing)
+            (alert,) = wait_for(firing)
             assert alert["labels"] == {
                 "alertname": "RoomTooHot",
                 "room": "lab",
@@ -97,7 +87,7 @@ def test_rules_evaluate_on_schedule_and_reload(tmp_path: Path) -> None:
             rules.write_text(RULES)
             assert server.proc is not None
             server.proc.send_signal(signal.SIGHUP)
-            _wait(
+            wait_for(
                 lambda: (
                     len(api.get("/prometheus/api/v1/rules").json()["data"]["groups"][0]["rules"])
                     == 2
@@ -135,7 +125,7 @@ def test_a_restart_keeps_the_alert_firing_with_its_active_at(tmp_path: Path) -> 
             def seed_alerts() -> list[dict]:  # type: ignore[type-arg]
                 return api.get("/api/v1/alerts", params={"state": "firing"}).json()["alerts"]
 
-            (before,) = _wait(seed_alerts)
+            (before,) = wait_for(seed_alerts)
             assert before["name"] == "RoomTooHot" and before["severity"] == "warning"
             assert before["description"] == "lab at 35°C"
     finally:
@@ -143,7 +133,7 @@ def test_a_restart_keeps_the_alert_firing_with_its_active_at(tmp_path: Path) -> 
     again = HakonProcess(data, "--rules", str(rules)).start()
     try:
         with httpx.Client(base_url=again.url, headers=headers, timeout=10) as api:
-            (after,) = _wait(
+            (after,) = wait_for(
                 lambda: api.get("/api/v1/alerts", params={"state": "firing"}).json()["alerts"]
             )
             assert after["id"] == before["id"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serverproc import HakonProcess
+from serverproc import HakonProcess, wait_for
 
 RULES = """
 groups:
@@ -61,16 +61,6 @@ class Receiver:
         return [json.loads(b) for h, b in self.requests if h.get("X-Hakon-Event") == event]
 
 
-def _wait(fn, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[HakonProcess, httpx.Client]]:
     rules = tmp_path / "rules.yml"
@@ -100,7 +90,7 @@ def test_one_signed_firing_then_one_resolved(server: tuple[HakonProcess, httpx.C
     hook = created.json()
     assert hook["has_secret"] is True and "secret" not in hook
     _temp(api, 35)
-    (firing,) = _wait(lambda: receiver.events("alert.firing"))
+    (firing,) = wait_for(lambda: receiver.events("alert.firing"))
     headers, body = next(
         (h, b) for h, b in receiver.requests if h["X-Hakon-Event"] == "alert.firing"
     )
@@ -113,7 +103,7 @@ def test_one_signed_firing_then_one_resolved(server: tuple[HakonProcess, httpx.C
     assert alert["labels"] == {"alertname": "RoomTooHot", "room": "lab", "severity": "warning"}
     assert alert["annotations"] == {"summary": "lab at 35"}
     _temp(api, 20)
-    (resolved,) = _wait(lambda: receiver.events("alert.resolved"))
+    (resolved,) = wait_for(lambda: receiver.events("alert.resolved"))
     assert resolved["data"]["status"] == "resolved"
     assert resolved["data"]["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
     time.sleep(2)
@@ -129,8 +119,8 @@ def test_a_failing_receiver_gets_the_event_once_after_retries(
         "/api/v1/webhooks", json={"url": receiver.url, "events": ["webhook.test"]}
     ).json()
     assert api.post(f"/api/v1/webhooks/{hook['id']}/test").json() == {"queued": 1}
-    _wait(lambda: receiver.requests, timeout=40)
-    (delivery,) = _wait(
+    wait_for(lambda: receiver.requests, timeout=40)
+    (delivery,) = wait_for(
         lambda: [
             d
             for d in api.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["deliveries"]
