@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from hakon.alerting.alertmanager import AlertmanagerSender
+from hakon.alerting.api_rules import ApiRules
 from hakon.alerting.manager import RuleManager
 from hakon.alerting.notifier import Notifier
 from hakon.auth.revocation import CatalogRevocationStore, RevocationList
@@ -131,6 +132,7 @@ class Runtime:
                 self.settings.rules,
                 self._notifier,
                 self._alertmanager,
+                ApiRules(self.catalog),
             )
             self._rules.load()
             self._rules.start()

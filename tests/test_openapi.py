@@ -19,8 +19,9 @@ def test_every_operation_documents_its_errors(tmp_path) -> None:
     # node metrics, remote_write, text import, 2 Influx writes; Prometheus API: query,
     # query_range, series, labels and format_query as GET and POST, label values,
     # metadata, exemplars, buildinfo, rules, alerts; native node, fleet and cluster metrics;
-    # rule reload, alerts; webhooks: create, list, get, patch, delete, deliveries, test
-    assert len(operations) == 50
+    # rule reload, alerts; webhooks: create, list, get, patch, delete, deliveries, test;
+    # alert rules: create, list, get, put, patch, delete
+    assert len(operations) == 56
     for op in operations:
         evaluates = op["operationId"].startswith(("prometheus_query_", "prometheus_query_range_"))
         assert ("422" in op["responses"]) == evaluates

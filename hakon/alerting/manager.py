@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hakon.alerting.alertmanager import AlertmanagerSender
+from hakon.alerting.api_rules import ApiRules
 from hakon.alerting.evaluator import Alert, GroupState
 from hakon.alerting.notifier import Notifier, alert_payload
 from hakon.alerting.rules import Rule, load_files
@@ -45,7 +46,9 @@ class RuleManager:
         patterns: tuple[str, ...],
         notifier: Notifier | None = None,
         alertmanager: AlertmanagerSender | None = None,
+        api_rules: ApiRules | None = None,
     ) -> None:
+        self.api_rules = api_rules
         self.notifier = notifier
         self.alertmanager = alertmanager
         self.store = store
@@ -61,6 +64,8 @@ class RuleManager:
     def load(self) -> None:
         """(Re)load the rule files; on any problem the running rules stay as they were."""
         groups = load_files(list(self.patterns)) if self.patterns else []
+        if self.api_rules is not None:
+            groups += self.api_rules.groups()
         with self._lock:
             starting = not self._loaded
             self._loaded = True

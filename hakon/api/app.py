@@ -15,6 +15,7 @@ from hakon.api.middleware import RequestContextMiddleware
 from hakon.api.ratelimit import TokenBucketLimiter
 from hakon.api.routes import (
     admin,
+    alert_rules,
     alerts,
     health,
     ingest,
@@ -71,6 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(prometheus.router)
     app.include_router(native.router)
     app.include_router(alerts.router)
+    app.include_router(alert_rules.router)
     app.include_router(webhooks.router)
     openapi.install(app)
     app.add_middleware(RequestContextMiddleware, telemetry=runtime.telemetry)
