@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from store import STEP_MS, DataSet, batches_for, open_store
 
 from hakon.alerting.evaluator import GroupState
-from hakon.alerting.notifier import Notifier, alert_payload
+from hakon.alerting.notifier import Notifier, alert_payload, am_alert
 from hakon.alerting.rules import parse_rules
 from hakon.query.engine import Engine
 from hakon.store.catalog import Catalog
@@ -122,7 +122,8 @@ def bench_notifications(args: argparse.Namespace, work: Path) -> None:
         published: list[tuple[float, set[str]]] = []
         for i in range(args.events):
             before = set(r[0] for r in catalog.fetchall("SELECT id FROM webhook_deliveries"))
-            payload = alert_payload({"alertname": f"A{i}"}, {}, "firing", 0, None, f"{i:016x}")
+            one = am_alert({"alertname": f"A{i}"}, {}, "firing", 0, None, f"{i:016x}")
+            payload = alert_payload({"alertname": f"A{i}"}, [one], "firing")
             t = time.perf_counter()
             notifier.publish("alert.firing", payload)
             ids = {r[0] for r in catalog.fetchall("SELECT id FROM webhook_deliveries")} - before

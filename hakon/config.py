@@ -303,6 +303,16 @@ class Settings:
         "the flag or separate with commas. Firing alerts are resent every minute.",
         repeatable=True,
     )
+    alert_group_by: tuple[str, ...] = _setting(
+        ("alertname",),
+        _path_list,
+        "Labels that group alerts into one webhook notification (comma-separated).",
+    )
+    alert_repeat_interval: float = _setting(
+        parse_duration("4h"),
+        _positive_duration,
+        "How often a still-firing alert is announced to webhooks again.",
+    )
     webhook_allow_private: bool = _setting(
         True,
         _parse_bool,

@@ -133,6 +133,8 @@ class Runtime:
                 self._notifier,
                 self._alertmanager,
                 ApiRules(self.catalog),
+                group_by=self.settings.alert_group_by,
+                repeat_ms=int(self.settings.alert_repeat_interval * 1000),
             )
             self._rules.load()
             self._rules.start()

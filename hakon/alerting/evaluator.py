@@ -39,6 +39,7 @@ class Alert:
     keep_firing_since_ms: int | None = None
     was_firing: bool = False  # restored as firing: its firing was already announced
     sent_ms: int | None = None  # last pushed to Alertmanager
+    notified_ms: int | None = None  # last announced to webhooks (for repeats)
 
 
 @dataclass
@@ -231,6 +232,8 @@ def _restore(alert: Alert, engine: Engine, t_ms: int) -> None:
         alert.active_at_ms = active_at_ms
     firing = _selector("ALERTS", alert.labels, 'alertstate="firing"')
     alert.was_firing = bool(_query(engine, f"last_over_time({firing}{window})", before))
+    if alert.was_firing:
+        alert.notified_ms = t_ms  # announced before the restart; repeats count from now
 
 
 def _evaluate_record(state: RuleState, engine: Engine, t_ms: int, outcome: Outcome) -> None:

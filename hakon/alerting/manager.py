@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from hakon.alerting.alertmanager import AlertmanagerSender
 from hakon.alerting.api_rules import ApiRules
 from hakon.alerting.evaluator import Alert, GroupState
-from hakon.alerting.notifier import Notifier, alert_payload
+from hakon.alerting.notifier import Notifier, alert_payload, am_alert
 from hakon.alerting.rules import Rule, load_files
 from hakon.query.engine import Engine
 from hakon.query.render import format_value
@@ -47,7 +47,11 @@ class RuleManager:
         notifier: Notifier | None = None,
         alertmanager: AlertmanagerSender | None = None,
         api_rules: ApiRules | None = None,
+        group_by: tuple[str, ...] = ("alertname",),
+        repeat_ms: int = 4 * 3_600_000,
     ) -> None:
+        self.group_by = group_by
+        self.repeat_ms = repeat_ms
         self.api_rules = api_rules
         self.notifier = notifier
         self.alertmanager = alertmanager
@@ -117,10 +121,15 @@ class RuleManager:
             batch = outcome.batch()
             if batch is not None:
                 self.store.append(batch)
-            for alert in outcome.fired:
-                self._notify("alert.firing", alert)
-            for alert in outcome.resolved:
-                self._notify("alert.resolved", alert)
+            repeats = [
+                a
+                for _, a in state.alerts()
+                if a.state == "firing"
+                and a.notified_ms is not None
+                and t_ms - a.notified_ms >= self.repeat_ms
+            ]
+            self._notify("alert.firing", [*outcome.fired, *repeats], t_ms)
+            self._notify("alert.resolved", outcome.resolved, t_ms)
             if self.alertmanager is not None:
                 self._push(state, outcome.resolved, t_ms)
         except Exception:  # one group's failure must not stop the scheduler
@@ -144,21 +153,35 @@ class RuleManager:
         assert self.alertmanager is not None
         self.alertmanager.send(batch)
 
-    def _notify(self, event: str, alert: Alert) -> None:
-        labels = dict(alert.labels)
-        log.info("%s: %s", event, labels)
-        if self.notifier is None:
+    def _notify(self, event: str, alerts: list[Alert], t_ms: int) -> None:
+        """One notification per group of alerts (grouped by the `group_by` labels)."""
+        if not alerts:
             return
         firing = event == "alert.firing"
-        payload = alert_payload(
-            labels,
-            alert.annotations,
-            "firing" if firing else "resolved",
-            alert.fired_at_ms or alert.active_at_ms,
-            None if firing else alert.resolved_at_ms,
-            fingerprint(alert.labels),
-        )
-        self.notifier.publish(event, payload)
+        groups: dict[tuple[tuple[str, str], ...], list[Alert]] = {}
+        for alert in alerts:
+            labels = dict(alert.labels)
+            log.info("%s: %s", event, labels)
+            key = tuple((k, labels.get(k, "")) for k in self.group_by)
+            groups.setdefault(key, []).append(alert)
+            if firing:
+                alert.notified_ms = t_ms
+        if self.notifier is None:
+            return
+        status = "firing" if firing else "resolved"
+        for key, members in groups.items():
+            listed = [
+                am_alert(
+                    dict(a.labels),
+                    a.annotations,
+                    status,
+                    a.fired_at_ms or a.active_at_ms,
+                    None if firing else a.resolved_at_ms,
+                    fingerprint(a.labels),
+                )
+                for a in members
+            ]
+            self.notifier.publish(event, alert_payload(dict(key), listed, status))
 
     # -- Prometheus API shapes ----------------------------------------------------------
 

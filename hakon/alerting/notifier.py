@@ -344,7 +344,7 @@ def _webhook(row: tuple[Any, ...]) -> Webhook:
     return Webhook(row[0], row[1], tuple(json.loads(row[2])), row[3], bool(row[4]), row[5], row[6])
 
 
-def alert_payload(
+def am_alert(
     labels: dict[str, str],
     annotations: dict[str, str],
     status: str,
@@ -352,9 +352,8 @@ def alert_payload(
     ends_ms: int | None,
     fingerprint: str,
 ) -> dict[str, Any]:
-    """An Alertmanager webhook payload (version 4) for one alert."""
-    name = labels.get("alertname", "")
-    alert = {
+    """One alert as an Alertmanager webhook payload lists it."""
+    return {
         "status": status,
         "labels": labels,
         "annotations": annotations,
@@ -363,15 +362,29 @@ def alert_payload(
         "generatorURL": "",
         "fingerprint": fingerprint,
     }
+
+
+def alert_payload(
+    group_labels: dict[str, str], alerts: list[dict[str, Any]], status: str
+) -> dict[str, Any]:
+    """An Alertmanager webhook payload (version 4) for one group of alerts."""
+
+    def common(key: str) -> dict[str, str]:
+        shared = dict(alerts[0][key]) if alerts else {}
+        for alert in alerts[1:]:
+            shared = {k: v for k, v in shared.items() if alert[key].get(k) == v}
+        return shared
+
+    key = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(group_labels.items()))
     return {
         "version": "4",
-        "groupKey": "{}:{alertname=" + json.dumps(name) + "}",
+        "groupKey": "{}:{" + key + "}",
         "truncatedAlerts": 0,
         "status": status,
         "receiver": "hakon",
-        "groupLabels": {"alertname": name},
-        "commonLabels": labels,
-        "commonAnnotations": annotations,
+        "groupLabels": group_labels,
+        "commonLabels": common("labels"),
+        "commonAnnotations": common("annotations"),
         "externalURL": "",
-        "alerts": [alert],
+        "alerts": alerts,
     }
