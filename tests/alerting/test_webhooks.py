@@ -30,6 +30,15 @@ groups:
 
 
 @pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    """Receivers a test opens; all closed after it."""
+    opened: list[Receiver] = []
+    yield opened
+    for receiver in opened:
+        receiver.close()
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[HakonProcess, httpx.Client]]:
     rules = tmp_path / "rules.yml"
     rules.write_text(RULES)
@@ -47,9 +56,12 @@ def _temp(api: httpx.Client, value: float) -> None:
     assert api.post("/api/v1/import/prometheus", content=body).status_code == 204
 
 
-def test_one_signed_firing_then_one_resolved(server: tuple[HakonProcess, httpx.Client]) -> None:
+def test_one_signed_firing_then_one_resolved(
+    server: tuple[HakonProcess, httpx.Client], receivers: list[Receiver]
+) -> None:
     _, api = server
     receiver = Receiver()
+    receivers.append(receiver)
     created = api.post(
         "/api/v1/webhooks",
         json={"url": receiver.url, "events": ["alert.firing", "alert.resolved"], "secret": "s3"},
@@ -79,10 +91,11 @@ def test_one_signed_firing_then_one_resolved(server: tuple[HakonProcess, httpx.C
 
 
 def test_a_failing_receiver_gets_the_event_once_after_retries(
-    server: tuple[HakonProcess, httpx.Client],
+    server: tuple[HakonProcess, httpx.Client], receivers: list[Receiver]
 ) -> None:
     _, api = server
     receiver = Receiver(fail=3)
+    receivers.append(receiver)
     hook = api.post(
         "/api/v1/webhooks", json={"url": receiver.url, "events": ["webhook.test"]}
     ).json()
