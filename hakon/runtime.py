@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TypeVar
 
 from hakon.alerting.alertmanager import AlertmanagerSender
 from hakon.alerting.api_rules import ApiRules
@@ -32,6 +33,16 @@ from hakon.store.interface import RAW
 from hakon.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def _opened(service: T | None) -> T:
+    """A service built by `open()`; before that (or after close) the caller retries."""
+    if service is None:
+        raise Unavailable("storage is still opening; retry shortly")
+    return service
 
 
 class Runtime:
@@ -67,39 +78,27 @@ class Runtime:
 
     @property
     def authority(self) -> TokenAuthority:
-        if self._authority is None:
-            raise Unavailable("storage is still opening; retry shortly")
-        return self._authority
+        return _opened(self._authority)
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            raise Unavailable("storage is still opening; retry shortly")
-        return self._store
+        return _opened(self._store)
 
     @property
     def query(self) -> QueryService:
-        if self._query is None:
-            raise Unavailable("storage is still opening; retry shortly")
-        return self._query
+        return _opened(self._query)
 
     @property
     def notifier(self) -> Notifier:
-        if self._notifier is None:
-            raise Unavailable("storage is still opening; retry shortly")
-        return self._notifier
+        return _opened(self._notifier)
 
     @property
     def rules(self) -> RuleManager:
-        if self._rules is None:
-            raise Unavailable("storage is still opening; retry shortly")
-        return self._rules
+        return _opened(self._rules)
 
     @property
     def ingest(self) -> Ingest:
-        if self._ingest is None:
-            raise Unavailable("storage is still opening; retry shortly")
-        return self._ingest
+        return _opened(self._ingest)
 
     def offline_authority(self) -> TokenAuthority:
         """An authority that can mint (not check revocations), usable before open()."""
