@@ -128,3 +128,29 @@ def test_webhook_api_validates_and_hides_secrets(server: tuple[HakonProcess, htt
     assert patched["active"] is False and patched["has_secret"] is True
     assert api.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
     assert api.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
+
+
+def test_a_restart_does_not_announce_a_firing_alert_twice(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES)
+    receiver = Receiver()
+    receivers.append(receiver)
+    first = HakonProcess(tmp_path / "data", "--rules", str(rules)).start()
+    headers = {"Authorization": f"Bearer {first.admin_token()}"}
+    try:
+        with httpx.Client(base_url=first.url, headers=headers, timeout=10) as api:
+            api.post("/api/v1/webhooks", json={"url": receiver.url, "events": ["alert.firing"]})
+            _temp(api, 35)
+            wait_for(lambda: receiver.events("alert.firing"))
+    finally:
+        first.stop()
+    second = HakonProcess(tmp_path / "data", "--rules", str(rules)).start()
+    try:
+        with httpx.Client(base_url=second.url, headers=headers, timeout=10) as api:
+            wait_for(lambda: api.get("/api/v1/alerts", params={"state": "firing"}).json()["total"])
+            time.sleep(3)  # several evaluations after the restart
+        assert len(receiver.events("alert.firing")) == 1
+    finally:
+        second.stop()
