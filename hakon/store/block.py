@@ -401,9 +401,10 @@ class BlockFile:
     def raw_row_groups(self, ids: np.ndarray | None, start: int, end: int) -> list[int]:
         return self._row_groups(self._runs(ids, start, end))[0].tolist()
 
-    # Reads touching at most this many row groups (point lookups for dashboards) go
-    # through the block cache when one is given; scans decode directly and stay out.
-    CACHED_READ_GROUPS = 4
+    # Reads touching at most this many row groups (dashboard series, and the many
+    # similar selections a rule group makes every interval) go through the block cache
+    # when one is given; bigger scans decode directly and stay out of it.
+    CACHED_READ_GROUPS = 256
 
     def read_raw(
         self, ids: np.ndarray | None, start: int, end: int, cache: RowGroupCache | None = None

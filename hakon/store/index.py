@@ -139,8 +139,14 @@ class SeriesIndex:
             )
             if equal and (equal[0][0] <= self.VERIFY_AT_MOST or len(matchers) == 1):
                 first = matchers[equal[0][1]]
-                seeds = list(self._postings.get(first.name, {}).get(first.value, ()))
-                rest = [m for i, m in enumerate(matchers) if i != equal[0][1]]
+                seeds: set[int] = set(self._postings.get(first.name, {}).get(first.value, ()))
+                # Other equality matchers narrow by their postings (one set lookup per id
+                # of theirs); only the remaining matchers are checked on labels.
+                for _, i in equal[1:]:
+                    m = matchers[i]
+                    seeds = seeds.intersection(self._postings.get(m.name, {}).get(m.value, ()))
+                used = {i for _, i in equal}
+                rest = [m for i, m in enumerate(matchers) if i not in used]
                 return self._verified(seeds, rest)
             for m in matchers:
                 if m.matches_empty:
@@ -172,12 +178,20 @@ class SeriesIndex:
         labels_of = self._labels
         if not matchers:
             return {sid: labels_of[sid] for sid in candidates}
+        # An equality matcher that does not match "" is a (name, value) pair the label
+        # tuple must contain: a membership test, no dict per candidate.
+        pairs = [(m.name, m.value) for m in matchers if m.op == "=" and not m.matches_empty]
+        others = [m for m in matchers if m.op != "=" or m.matches_empty]
         out: dict[int, Labels] = {}
         for sid in candidates:
             labels = labels_of[sid]
-            as_dict = dict(labels)
-            if all(m.matches(as_dict.get(m.name, "")) for m in matchers):
-                out[sid] = labels
+            if not all(pair in labels for pair in pairs):
+                continue
+            if others:
+                as_dict = dict(labels)
+                if not all(m.matches(as_dict.get(m.name, "")) for m in others):
+                    continue
+            out[sid] = labels
         return out
 
     def label_names(self, ids: Iterable[int] | None = None) -> list[str]:
