@@ -267,8 +267,16 @@ class Notifier:
                     "ORDER BY d.next_attempt_ms LIMIT 64",
                     [int(time.time() * 1000)],
                 )
-                for future in [self._pool.submit(self._attempt, *row) for row in due]:
-                    future.result()
+                results = [f.result() for f in [self._pool.submit(self._attempt, *r) for r in due]]
+                if results:  # one commit for the whole batch, not one per delivery
+                    with self.catalog.transaction() as con:
+                        for values in results:
+                            con.execute(
+                                "UPDATE webhook_deliveries SET status = ?, attempts = ?, "
+                                "next_attempt_ms = ?, last_status = ?, last_error = ?, "
+                                "latency_ms = ?, done_ms = ? WHERE id = ?",
+                                values,
+                            )
                 if due:
                     continue
                 nxt = self.catalog.fetchall(
@@ -284,7 +292,8 @@ class Notifier:
     def _attempt(
         self, delivery_id: str, body: str, attempts: int, created_ms: int, event: str, url: str,
         secret: str,
-    ) -> None:  # fmt: skip
+    ) -> list[Any]:  # fmt: skip
+        """Send one delivery; returns its new row values (the caller writes them)."""
         raw = body.encode()
         timestamp = str(int(time.time()))
         headers = {
@@ -317,12 +326,8 @@ class Notifier:
         else:
             outcome, nxt = "failed", now
             error = error or f"HTTP {status}"
-        self.catalog.execute(
-            "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_ms = ?, "
-            "last_status = ?, last_error = ?, latency_ms = ?, done_ms = ? WHERE id = ?",
-            [outcome, attempts, nxt, status, error or None, latency,
-             None if outcome == "pending" else now, delivery_id],
-        )  # fmt: skip
+        done = None if outcome == "pending" else now
+        return [outcome, attempts, nxt, status, error or None, latency, done, delivery_id]
 
 
 def _events(events: list[str]) -> list[str]:
