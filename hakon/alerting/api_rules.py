@@ -63,7 +63,8 @@ class ApiRules:
         catalog.ensure_schema(SCHEMA)
 
     def groups(self) -> list[Group]:
-        return parse_rules(_group_yaml(self.all()), SOURCE) if self.all() else []
+        rules = self.all()
+        return parse_rules(_group_yaml(rules), SOURCE) if rules else []
 
     def all(self) -> list[dict[str, Any]]:
         rows = self.catalog.fetchall("SELECT * FROM alert_rules ORDER BY created_ms, id")

@@ -28,14 +28,13 @@ from hakon.query.engine import Engine
 from hakon.query.render import format_value
 from hakon.store.engine import Store
 from hakon.store.labels import Labels, encode
+from hakon.timefmt import rfc3339_ms
 
 log = logging.getLogger(__name__)
 
 
 def iso_time(ms: int | None) -> str:
-    if ms is None:
-        return "0001-01-01T00:00:00Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+    return "0001-01-01T00:00:00Z" if ms is None else rfc3339_ms(ms)
 
 
 class RuleManager:

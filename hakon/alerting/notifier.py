@@ -25,7 +25,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ import httpx
 
 from hakon.errors import InvalidRequest, NotFound
 from hakon.store.catalog import Catalog
+from hakon.timefmt import rfc3339_ms
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,7 @@ class Webhook:
 
 
 def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return None if ms is None else rfc3339_ms(ms)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -28,7 +28,7 @@ from hakon.query.values import (
     is_stale,
     merge_same_labels,
 )
-from hakon.query.windows import counts_at_or_before, fetch, window_bounds
+from hakon.query.windows import counts_at_or_before, fetch, select_series, window_bounds
 from hakon.store.interface import ROLLUP_RESOLUTIONS_MS, Reader
 from hakon.store.labels import METRIC_NAME, Matcher
 
@@ -452,16 +452,8 @@ class _Evaluation:
         vs = node.vector_selector
         range_ms = ms_of(node.range)
         ends, _ = self.selector_ends(vs)
-        selected = self.reader.select(self.matchers(vs))
-        if len(selected) > self.options.max_series:
-            raise Unprocessable(
-                f"the query selects {len(selected)} series, more than the limit of "
-                f"{self.options.max_series} (setting query_max_series); narrow the selector"
-            )
-        self.check_points(len(selected))
-        ids = np.fromiter(selected, dtype=np.int64, count=len(selected))
-        ids.sort()
-        labels = [selected[i] for i in ids.tolist()]
+        ids, labels = select_series(self.reader, self.matchers(vs), self.options.max_series)
+        self.check_points(len(labels))
         rollups = self.reader.read_rollups(ids, int(ends[0]) - range_ms, int(ends[-1]) - 1, r)
         self.check()
         offsets = np.append(np.searchsorted(rollups.series, ids), len(rollups)).astype(np.int64)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from hakon.query.native import Buckets, label_of, metric_of, read_buckets, requi
 from hakon.query.render import format_value
 from hakon.store.interface import Reader
 from hakon.store.labels import METRIC_NAME, Matcher
+from hakon.timefmt import rfc3339
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,7 @@ CLUSTER_METRICS = {
 DEFAULT_CLUSTER_METRICS = ("cpu_usage", "memory_usage", "network_io")
 
 
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = rfc3339  # the native views' bucket times
 
 
 def iso_many(ms: np.ndarray) -> list[str]:

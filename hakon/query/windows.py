@@ -13,9 +13,25 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hakon.errors import Unprocessable
 from hakon.query.values import RangeSamples, is_stale
 from hakon.store.interface import Reader
 from hakon.store.labels import Labels, Matcher
+
+
+def select_series(
+    reader: Reader, matchers: Sequence[Matcher], max_series: int
+) -> tuple[np.ndarray, list[Labels]]:
+    """The sorted ids of the series `matchers` select, and their labels, within the limit."""
+    selected = reader.select(matchers)
+    if len(selected) > max_series:
+        raise Unprocessable(
+            f"the query selects {len(selected)} series, more than the limit of {max_series} "
+            "(setting query_max_series); narrow the selector"
+        )
+    ids = np.fromiter(selected, dtype=np.int64, count=len(selected))
+    ids.sort()
+    return ids, [selected[i] for i in ids.tolist()]
 
 
 def fetch(
@@ -29,17 +45,7 @@ def fetch(
     drop_stale: bool,
 ) -> RangeSamples:
     """Samples with start <= t <= end of every series matching `matchers`."""
-    from hakon.errors import Unprocessable
-
-    selected = reader.select(matchers)
-    if len(selected) > max_series:
-        raise Unprocessable(
-            f"the query selects {len(selected)} series, more than the limit of {max_series} "
-            "(setting query_max_series); narrow the selector"
-        )
-    ids = np.fromiter(selected, dtype=np.int64, count=len(selected))
-    ids.sort()
-    labels: list[Labels] = [selected[i] for i in ids.tolist()]
+    ids, labels = select_series(reader, matchers, max_series)
     samples = reader.read(ids, start, end)
     if len(samples) > max_samples:
         raise Unprocessable(

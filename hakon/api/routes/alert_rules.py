@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hakon.api.auth import require, runtime_of
+from hakon.timefmt import rfc3339
 
 router = APIRouter(prefix="/api/v1/alert-rules", tags=["alerting"])
 read = [Depends(require("alerts:read"))]
@@ -56,12 +56,6 @@ class AlertRuleList(BaseModel):
     per_page: int
 
 
-def _iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
-
-
 def _out(request: Request, rule: dict[str, Any]) -> dict[str, Any]:
     states = {
         a.state
@@ -72,8 +66,8 @@ def _out(request: Request, rule: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: v for k, v in rule.items() if k not in ("created_ms", "updated_ms")},
         "state": state,
-        "created_at": _iso(rule["created_ms"]),
-        "updated_at": _iso(rule["updated_ms"]),
+        "created_at": rfc3339(rule["created_ms"]),
+        "updated_at": rfc3339(rule["updated_ms"]),
     }
 
 
