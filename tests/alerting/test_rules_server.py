@@ -65,10 +65,14 @@ def test_rules_evaluate_on_schedule_and_reload(tmp_path: Path) -> None:
             assert (rule["type"], rule["state"], rule["duration"]) == ("alerting", "firing", 2)
             only_alerts = api.get("/prometheus/api/v1/rules", params={"type": "alert"}).json()
             assert [r["name"] for r in only_alerts["data"]["groups"][0]["rules"]] == ["RoomTooHot"]
-            alerts_series = api.get(
-                "/prometheus/api/v1/query", params={"query": 'ALERTS{alertstate="firing"}'}
-            ).json()["data"]["result"]
-            assert alerts_series and alerts_series[0]["metric"]["room"] == "lab"
+            # The alert's state is published before its evaluation's ALERTS samples are
+            # appended, so the series may trail the state by one append.
+            alerts_series = wait_for(
+                lambda: api.get(
+                    "/prometheus/api/v1/query", params={"query": 'ALERTS{alertstate="firing"}'}
+                ).json()["data"]["result"]
+            )
+            assert alerts_series[0]["metric"]["room"] == "lab"
             recorded = api.get("/prometheus/api/v1/query", params={"query": "room:temp:max"})
             assert len(recorded.json()["data"]["result"]) == 2
 
