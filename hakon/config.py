@@ -125,6 +125,13 @@ def _secret(text: str) -> str:
     return value
 
 
+def _url_template(text: str) -> str:
+    value = text.strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http or https URL")
+    return value
+
+
 def _setting(default: Any, parse: Callable[[str], Any], help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"parse": parse, "help": help, **extra})
 
@@ -324,6 +331,37 @@ class Settings:
         _positive_duration,
         "How long a webhook delivery is retried (network errors, 5xx, 429; exponential "
         "backoff with jitter) before it is recorded as failed.",
+    )
+    node_offline_after: float = _setting(
+        parse_duration("3m"),
+        _positive_duration,
+        "A registered node whose last heartbeat (status report or edge metrics) is older "
+        "than this becomes offline and emits node.offline.",
+    )
+    function_url_template: str = _setting(
+        "",
+        _url_template,
+        "Where invoke sends a function without an `endpoint` of its own: a URL in which "
+        "{name} is replaced by the function's name (e.g. http://{name}.fn.svc:8080/).",
+    )
+    function_timeout: float = _setting(
+        parse_duration("30s"),
+        _positive_duration,
+        "How long invoke waits for a function that sets no `timeout` of its own.",
+    )
+    function_keep_warm: float = _setting(
+        parse_duration("5m"),
+        _positive_duration,
+        "An invocation is a cold start unless the function ran within this window (or "
+        "keeps minReplicas >= 1).",
+    )
+    function_cost_per_million_requests: float = _setting(
+        0.20, _non_negative_float, "Cost model: price of one million invocations."
+    )
+    function_cost_per_gb_second: float = _setting(
+        0.0000166667,
+        _non_negative_float,
+        "Cost model: price of one GB-second (duration x the function's memory_mb / 1024).",
     )
     query_lookback_delta: float = _setting(
         parse_duration("5m"),

@@ -19,6 +19,8 @@ the single table from `code` to HTTP status and renders the error body.
     ├── Unavailable                SERVICE_UNAVAILABLE   not ready yet, or overloaded: retry
     │   └── QueryTimeout           QUERY_TIMEOUT         a query ran past its timeout
     ├── InsufficientStorage        INSUFFICIENT_STORAGE  the disk is full: retry later
+    ├── BadGateway                 BAD_GATEWAY           a function's endpoint could not be reached
+    ├── GatewayTimeout             GATEWAY_TIMEOUT       a function did not answer in time
     └── (anything else)            INTERNAL_ERROR
 """
 
@@ -112,3 +114,11 @@ class QueryTimeout(Unavailable):
 
 class InsufficientStorage(HakonError):
     code = "INSUFFICIENT_STORAGE"
+
+
+class BadGateway(HakonError):
+    code = "BAD_GATEWAY"
+
+
+class GatewayTimeout(HakonError):
+    code = "GATEWAY_TIMEOUT"

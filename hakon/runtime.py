@@ -27,6 +27,8 @@ from hakon.ingest.service import Ingest, limits_from
 from hakon.mallocpolicy import keep_large_blocks
 from hakon.query.engine import Engine
 from hakon.query.service import QueryService, concurrency_from, options_from
+from hakon.registry.functions import FunctionSettings
+from hakon.registry.service import Registries
 from hakon.store.catalog import Catalog
 from hakon.store.engine import Store, StoreOptions
 from hakon.store.interface import RAW
@@ -56,6 +58,7 @@ class Runtime:
         self._query: QueryService | None = None
         self._rules: RuleManager | None = None
         self._notifier: Notifier | None = None
+        self._registries: Registries | None = None
         self._alertmanager: AlertmanagerSender | None = None
         self._gc: GcFreezer | None = None
         self._authority: TokenAuthority | None = None
@@ -95,6 +98,10 @@ class Runtime:
     @property
     def rules(self) -> RuleManager:
         return _opened(self._rules)
+
+    @property
+    def registries(self) -> Registries:
+        return _opened(self._registries)
 
     @property
     def ingest(self) -> Ingest:
@@ -137,6 +144,14 @@ class Runtime:
             )
             self._rules.load()
             self._rules.start()
+            self._registries = Registries(
+                self.catalog,
+                Engine(self._store, options_from(self.settings)),
+                self._store.append,
+                self._notifier.publish,
+                offline_after_s=self.settings.node_offline_after,
+                functions=function_settings(self.settings),
+            ).start()
             self._query = QueryService(
                 self._store,
                 options_from(self.settings),
@@ -159,6 +174,9 @@ class Runtime:
         if self._rules is not None:
             self._rules.stop()
             self._rules = None
+        if self._registries is not None:
+            self._registries.stop()
+            self._registries = None
         if self._notifier is not None:
             self._notifier.stop()
             self._notifier = None
@@ -192,6 +210,16 @@ def store_options(settings: Settings) -> StoreOptions:
         compaction_min_blocks=settings.compaction_min_blocks,
         row_group_rows=settings.block_row_group_rows,
         block_cache_bytes=settings.block_cache_size,
+    )
+
+
+def function_settings(settings: Settings) -> FunctionSettings:
+    return FunctionSettings(
+        url_template=settings.function_url_template,
+        timeout_s=settings.function_timeout,
+        keep_warm_s=settings.function_keep_warm,
+        cost_per_million_requests=settings.function_cost_per_million_requests,
+        cost_per_gb_second=settings.function_cost_per_gb_second,
     )
 
 

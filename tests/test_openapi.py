@@ -20,8 +20,10 @@ def test_every_operation_documents_its_errors(tmp_path) -> None:
     # query_range, series, labels and format_query as GET and POST, label values,
     # metadata, exemplars, buildinfo, rules, alerts; native node, fleet and cluster metrics;
     # rule reload, alerts; webhooks: create, list, get, patch, delete, deliveries, test;
-    # alert rules: create, list, get, put, patch, delete
-    assert len(operations) == 56
+    # alert rules: create, list, get, put, patch, delete; six registries x (list, create,
+    # get, put, patch, delete); node status, workload deploy, instance start and stop,
+    # cluster workloads and scale, function invoke and metrics
+    assert len(operations) == 56 + 6 * 6 + 8
     for op in operations:
         evaluates = op["operationId"].startswith(("prometheus_query_", "prometheus_query_range_"))
         assert ("422" in op["responses"]) == evaluates

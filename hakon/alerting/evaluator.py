@@ -19,7 +19,7 @@ import numpy as np
 from hakon.alerting.rules import Group, Rule
 from hakon.errors import HakonError
 from hakon.query.engine import Engine
-from hakon.query.values import STALE_NAN_BITS, Scalar, Vector, escape
+from hakon.query.values import STALE_NAN_BITS, escape
 from hakon.store.interface import SampleBatch
 from hakon.store.labels import METRIC_NAME, Labels
 
@@ -149,21 +149,10 @@ def _with(labels: Labels, name: str, value: str) -> Labels:
     return tuple(sorted({**dict(labels), name: value}.items()))
 
 
-def _query(engine: Engine, expr: str, t_ms: int) -> list[tuple[dict[str, str], float]]:
-    result = engine.instant(expr, t_ms)
-    value = result.value
-    if isinstance(value, Scalar):
-        return [({}, float(value.values[0]))]
-    if not isinstance(value, Vector):
-        raise HakonError("a rule's expression must give a vector or a scalar")
-    rows = np.flatnonzero(value.present[:, 0]).tolist()
-    return [(dict(value.labels[r]), float(value.values[r, 0])) for r in rows]
-
-
 def _evaluate_alert(state: RuleState, engine: Engine, t_ms: int, outcome: Outcome) -> None:
     rule = state.rule
     seen: dict[Labels, tuple[dict[str, str], float]] = {}
-    for labels, value in _query(engine, rule.expr, t_ms):
+    for labels, value in engine.instant_rows(rule.expr, t_ms):
         labels.pop(METRIC_NAME, None)
         extra = {k: tpl.render(labels, value) for k, tpl in rule.labels.items()}
         final = {**labels, **{k: v for k, v in extra.items() if v}, "alertname": rule.name}
@@ -222,8 +211,8 @@ def _restore(alert: Alert, engine: Engine, t_ms: int) -> None:
     and whether it was firing (so its firing is not announced twice)."""
     window = f"[{OUTAGE_TOLERANCE_MS // 1000}s]"
     before = t_ms - 1  # this evaluation has written nothing yet
-    for_state = _query(
-        engine, f"last_over_time({_selector('ALERTS_FOR_STATE', alert.labels)}{window})", before
+    for_state = engine.instant_rows(
+        f"last_over_time({_selector('ALERTS_FOR_STATE', alert.labels)}{window})", before
     )
     if not for_state:
         return
@@ -231,7 +220,7 @@ def _restore(alert: Alert, engine: Engine, t_ms: int) -> None:
     if 0 < active_at_ms <= t_ms:
         alert.active_at_ms = active_at_ms
     firing = _selector("ALERTS", alert.labels, 'alertstate="firing"')
-    alert.was_firing = bool(_query(engine, f"last_over_time({firing}{window})", before))
+    alert.was_firing = bool(engine.instant_rows(f"last_over_time({firing}{window})", before))
     if alert.was_firing:
         alert.notified_ms = t_ms  # announced before the restart; repeats count from now
 
@@ -239,7 +228,7 @@ def _restore(alert: Alert, engine: Engine, t_ms: int) -> None:
 def _evaluate_record(state: RuleState, engine: Engine, t_ms: int, outcome: Outcome) -> None:
     rule = state.rule
     out: dict[Labels, float] = {}
-    for labels, value in _query(engine, rule.expr, t_ms):
+    for labels, value in engine.instant_rows(rule.expr, t_ms):
         labels[METRIC_NAME] = rule.name
         for k, tpl in rule.labels.items():
             rendered = tpl.render(labels, value)

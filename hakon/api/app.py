@@ -21,6 +21,7 @@ from hakon.api.routes import (
     ingest,
     native,
     prometheus,
+    registry,
     tokens,
     webhooks,
 )
@@ -46,6 +47,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         finally:
             with contextlib.suppress(Exception):
                 await opening
+            with contextlib.suppress(Exception):
+                await runtime.registries.invoker.close()
             await asyncio.to_thread(runtime.close)
 
     app = FastAPI(
@@ -74,6 +77,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(alert_rules.router)
     app.include_router(webhooks.router)
+    app.include_router(registry.router)
     openapi.install(app)
     app.add_middleware(RequestContextMiddleware, telemetry=runtime.telemetry)
     return app

@@ -31,8 +31,10 @@ STATUS_BY_CODE = {
     "UNPROCESSABLE": 422,
     "RATE_LIMITED": 429,
     "INTERNAL_ERROR": 500,
+    "BAD_GATEWAY": 502,
     "SERVICE_UNAVAILABLE": 503,
     "QUERY_TIMEOUT": 503,
+    "GATEWAY_TIMEOUT": 504,
     "INSUFFICIENT_STORAGE": 507,
 }
 # The first code listed for a status is the one a bare HTTP error of that status gets.

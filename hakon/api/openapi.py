@@ -49,6 +49,8 @@ _DESCRIPTIONS = {
     "401": "Missing, malformed, expired, badly signed or revoked token.",
     "403": "The token lacks the required scope or binding.",
     "404": "Not found.",
+    "409": "Conflict: a duplicate name, a stale resource_version (If-Match), or a state "
+    "the action cannot start from.",
     "408": "The body did not arrive within `ingest_body_timeout`.",
     "413": "Body, decompressed body or sample count over the configured limit.",
     "415": "Unsupported Content-Type or Content-Encoding.",
@@ -57,6 +59,8 @@ _DESCRIPTIONS = {
     "429": "Rate limit exceeded; see Retry-After and X-RateLimit-* headers.",
     "500": "Internal error.",
     "503": "Storage is still opening, the service is overloaded, or a query timed out; retry.",
+    "502": "The function's endpoint could not be reached.",
+    "504": "The function did not answer within its timeout.",
 }
 
 
@@ -97,6 +101,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             had_validation = responses.pop("422", None) is not None
+            for status, response in list(responses.items()):  # routes list error statuses bare
+                if status in _DESCRIPTIONS and "content" not in response and status != "200":
+                    responses[status] = _error(status)
             prometheus = "prometheus" in operation.get("tags", [])
             error = functools.partial(_error, prometheus=prometheus)
             if prometheus:

@@ -310,13 +310,15 @@ class HakonGoDecoder:
         self._generation = 0
         self._lock = threading.Lock()
 
-    def decode(self, body: bytes) -> tuple[str, SampleBatch]:
-        """(cluster_id, batch); raises InvalidRequest naming the field."""
+    def decode(self, body: bytes) -> tuple[tuple[str, dict[str, Any]], SampleBatch]:
+        """((cluster_id, context as plain data), batch); raises InvalidRequest naming the
+        field. The context goes back to the caller for the cluster registry."""
         try:
             request = self._decoder.decode(body)
         except msgspec.MsgspecError as exc:
             raise validation_error(exc) from None
-        return request.cluster_id, self.flatten(request)
+        batch = self.flatten(request)
+        return (request.cluster_id, msgspec.to_builtins(request.context)), batch
 
     def flatten(self, request: Any) -> SampleBatch:
         ctx = request.context

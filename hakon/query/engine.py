@@ -137,6 +137,17 @@ class Engine:
             return Result("scalar", value, ev.steps)
         return Result("string", value, ev.steps)
 
+    def instant_rows(self, query: str, time_ms: int) -> list[tuple[dict[str, str], float]]:
+        """An instant query's answer as (labels, value) rows, for callers inside Hakon
+        (rules, registries); a scalar is one row without labels."""
+        value = self.instant(query, time_ms).value
+        if isinstance(value, Scalar):
+            return [({}, float(value.values[0]))]
+        if not isinstance(value, Vector):
+            raise InvalidRequest(f"{query[:80]!r} must give a vector or a scalar", field="expr")
+        rows = np.flatnonzero(value.present[:, 0]).tolist()
+        return [(dict(value.labels[r]), float(value.values[r, 0])) for r in rows]
+
     def range(
         self, query: str, start_ms: int, end_ms: int, step_ms: int, timeout_s: float | None = None
     ) -> Result:

@@ -31,8 +31,11 @@ def test_each_collector_has_a_complete_example_that_decodes(collector: str) -> N
     resource = body["resources"][0]
     assert all(n.field in resource for n in kind.numbers), "the example shows every number"
     assert all(s.field in resource for s in kind.states), "and every state"
-    cluster, batch = decoders(IngestLimits())[collector].decode(json.dumps(body).encode())
+    (cluster, context), batch = decoders(IngestLimits())[collector].decode(
+        json.dumps(body).encode()
+    )
     assert cluster == body["cluster_id"] and len(batch) > 0
+    assert context["name"] == body["context"]["name"]
     names = {dict(batch.series_labels[i])["__name__"] for i in range(len(batch))}
     assert all(name.startswith(kind.prefix) or name.startswith("hakon_") for name in names)
 

@@ -132,7 +132,7 @@ def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult
     ) -> IngestResult:
         _media_type(request, JSON_TYPES)
         raw = await _read_body(request, ingest)
-        cluster_id, batch = await ingest.decode(
+        (cluster_id, context), batch = await ingest.decode(
             f"hakongo/{collector.path}", raw, _encoding(request), GZIP
         )
         if claims.node_id or (claims.cluster_id and claims.cluster_id != cluster_id):
@@ -142,6 +142,9 @@ def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult
                 details={"field": "cluster_id", "cluster_id": cluster_id},
             )
         await ingest.append(batch)
+        registries = runtime_of(request).registries
+        if not registries.clusters.seen(cluster_id, context):
+            await asyncio.to_thread(registries.clusters.observe, cluster_id, context)
         return IngestResult(accepted_samples=len(batch))
 
     ingest_collector.__name__ = f"ingest_hakongo_{collector.path}"
@@ -197,6 +200,7 @@ async def ingest_node_metrics(
     raw = await _read_body(request, ingest)
     recorded_at, batch = await ingest.decode("edge", raw, _encoding(request), GZIP, node_id)
     await ingest.append(batch)
+    runtime_of(request).registries.heartbeats.beat(node_id)  # when it reported, not measured
     return NodeMetricsResult(success=True, recorded_at=recorded_at)
 
 
