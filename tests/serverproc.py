@@ -76,6 +76,16 @@ class HakonProcess:
                 return line.rsplit(" ", 1)[1]
         raise AssertionError("no admin token printed:\n" + self.output)
 
+    def token(self, *scopes: str) -> str:
+        """A token with just these scopes, minted through the API with the admin token."""
+        response = httpx.post(
+            self.url + "/api/v1/security/tokens",
+            json={"subject": "test-" + "-".join(scopes), "scopes": list(scopes)},
+            headers={"Authorization": f"Bearer {self.admin_token()}"},
+        )
+        response.raise_for_status()
+        return str(response.json()["token"])
+
     def __enter__(self) -> HakonProcess:
         return self.start()
 

@@ -88,7 +88,13 @@ async def _timeframe_view(
     """Seed 001's views: the last `timeframe`, in `resolution` buckets."""
     agg = parse_aggregate(aggregate)
     start, end, step = _window(timeframe, resolution)
-    body = await _run(view, runtime_of(request).store, *key, start, end, step, agg)
+    runtime = runtime_of(request)
+    body = await _run(view, runtime.store, *key, start, end, step, agg)
+    # Nodes are named as registered; an unregistered node's name is its id.
+    if "node_id" in body:
+        body["node_name"] = runtime.registries.node_name(body["node_id"])
+    for node_id, summary in body.get("nodes", {}).items():
+        summary["name"] = runtime.registries.node_name(node_id)
     header = {"timeframe": timeframe, "resolution": resolution, "aggregate": agg}
     return JSONResponse(header | body)
 
