@@ -182,12 +182,14 @@ def test_node_status_writes_usage_as_metrics_and_heartbeats_keep_it_online(
     report = {"heartbeat": True, "resources": {"cpu_usage": "1500m", "memory_usage": "4Gi"}}
     status = api.put(url + "/status", json=report)
     assert status.status_code == 200 and status.json()["status"] == "active"
-    series = api.get("/prometheus/api/v1/query", params={
-        "query": f'hakon_edge_status_memory_usage_bytes{{node_id="{node["id"]}"}}'}).json()  # fmt: skip
-    assert float(series["data"]["result"][0]["value"][1]) == 4 * 2**30
-    cpu = api.get("/prometheus/api/v1/query", params={
-        "query": f'hakon_edge_status_cpu_usage_cores{{node_id="{node["id"]}"}}'}).json()  # fmt: skip
-    assert float(cpu["data"]["result"][0]["value"][1]) == 1.5
+
+    def latest(name: str) -> float:
+        query = f'{name}{{node_id="{node["id"]}"}}'
+        body = api.get("/prometheus/api/v1/query", params={"query": query}).json()
+        return float(body["data"]["result"][0]["value"][1])
+
+    assert latest("hakon_edge_status_memory_usage_bytes") == 4 * 2**30
+    assert latest("hakon_edge_status_cpu_usage_cores") == 1.5
     bad = api.put(url + "/status", json={"resources": {"memory_usage": "lots"}})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["field"].endswith(
         "memory_usage"
@@ -222,8 +224,10 @@ def test_registry_scopes(server: HakonProcess, api: httpx.Client) -> None:
     assert httpx.get(server.url + "/api/v1/fleets").status_code == 401
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nodes", "/api/v1/workloads", "/api/v1/clusters",
-                                  "/api/v1/functions", "/api/v1/fleets", "/api/v1/instances"])  # fmt: skip
+KINDS = ("nodes", "workloads", "clusters", "functions", "fleets", "instances")
+
+
+@pytest.mark.parametrize("path", [f"/api/v1/{kind}" for kind in KINDS])
 def test_every_registry_lists_and_refuses_a_non_object_body(api: httpx.Client, path: str) -> None:
     assert api.get(path).status_code == 200
     response = api.post(path, content=b"[1, 2", headers={"Content-Type": "application/json"})

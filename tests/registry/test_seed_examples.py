@@ -55,12 +55,12 @@ CLUSTER = {
                 "disk_size": 50,
                 "auto_scaling": {"enabled": True, "min_size": 3, "max_size": 10, "target_cpu": 70},
             },
-        ],  # fmt: skip
+        ],
         "networking": {
             "cluster_cidr": "10.244.0.0/16",
             "service_cidr": "10.96.0.0/12",
             "cni": "cilium",
-        },  # fmt: skip
+        },
         "addons": ["ingress-nginx", "cert-manager"],
     },
 }
