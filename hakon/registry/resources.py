@@ -350,8 +350,8 @@ def parse_selector(text: str | None) -> Selector:
             key, value = term.split("!=", 1)
             op = "!="
         elif "=" in term:
-            key, value = term.split("=", 1)
-            key, op = key.rstrip("="), "="  # == is accepted too
+            key, value = term.split("==" if "==" in term else "=", 1)
+            op = "="
         elif term.startswith("!"):
             key, value, op = term[1:], "", "!exists"
         else:

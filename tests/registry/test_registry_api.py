@@ -3,8 +3,10 @@ filters, sorting, optimistic concurrency, uniqueness, cascades and state machine
 
 from __future__ import annotations
 
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -233,3 +235,23 @@ def test_every_registry_lists_and_refuses_a_non_object_body(api: httpx.Client, p
     response = api.post(path, content=b"[1, 2", headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert api.post(path, json=[]).status_code == 400
+
+
+def test_acknowledged_changes_survive_kill_9(tmp_path: Path) -> None:
+    proc = HakonProcess(tmp_path / "data").start()
+    token = proc.admin_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=proc.url, headers=headers, timeout=10) as api:
+        fleet = _fleet(api, "durable", capacity=3, env="prod")
+        api.patch(f"/api/v1/fleets/{fleet['id']}", json={"capacity": 4})
+        inst = api.post("/api/v1/instances", json={"name": "d-1", "fleet_id": fleet["id"]})
+        api.post(f"/api/v1/instances/{inst.json()['id']}/start")
+    proc.stop(signal.SIGKILL)
+    again = HakonProcess(tmp_path / "data").start()
+    try:
+        with httpx.Client(base_url=again.url, headers=headers, timeout=10) as api:
+            kept = api.get(f"/api/v1/fleets/{fleet['id']}").json()
+            assert (kept["capacity"], kept["resource_version"], kept["instances"]) == (4, 2, 1)
+            assert api.get(f"/api/v1/instances/{inst.json()['id']}").json()["status"] == "running"
+    finally:
+        again.stop()
