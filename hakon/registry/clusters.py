@@ -135,7 +135,7 @@ class ClusterObserver:
         if self._seen.get(cluster_id) == key:
             return
         provider = context.get("provider") or {}
-        spec = {
+        reported = {
             "name": context.get("name") or cluster_id,
             "provider": provider.get("name", ""),
             "region": provider.get("region", ""),
@@ -144,6 +144,7 @@ class ClusterObserver:
             "labels": context.get("labels") or {},
             "node_groups": context.get("node_groups") or [],
         }
+        spec = {k: v for k, v in reported.items() if v}  # what the agent left out stays
         registry = self.registry
         try:
             with registry.lock:
