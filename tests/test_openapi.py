@@ -1,5 +1,8 @@
 """`/openapi.json` tells the truth: errors we send, scopes we check, no 422."""
 
+import json
+import re
+
 from hakon.api.app import create_app
 from hakon.config import Settings
 from hakon.runtime import Runtime
@@ -78,3 +81,14 @@ def test_each_collector_is_its_own_route_with_its_own_schema(tmp_path) -> None:
     )
     write = doc["paths"]["/api/v1/write"]["post"]
     assert "application/x-protobuf" in write["requestBody"]["content"]
+
+
+def test_every_schema_reference_resolves_and_registries_document_their_bodies(tmp_path) -> None:
+    doc = spec(tmp_path)
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert refs <= set(doc["components"]["schemas"])
+    for kind, body in [("fleets", "FleetSpec"), ("nodes", "NodeSpec"), ("clusters", "ClusterSpec")]:
+        create = doc["paths"][f"/api/v1/{kind}"]["post"]["requestBody"]["content"]
+        assert create["application/json"]["schema"]["$ref"].endswith("/" + body)
+        patch = doc["paths"][f"/api/v1/{kind}/{{rid}}"]["patch"]["requestBody"]["content"]
+        assert patch["application/json"]["schema"]["$ref"].endswith(f"/{body}Update")

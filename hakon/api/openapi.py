@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from hakon.api.errors import ErrorResponse
+from hakon.api.routes.registry import request_schemas as registry_request_schemas
 from hakon.ingest.service import request_schemas
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -92,6 +93,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         schema["components"]["schemas"][name] = sub
     schema["components"]["schemas"]["ErrorResponse"].pop("$defs", None)
     schema["components"]["schemas"].update(request_schemas())
+    schema["components"]["schemas"].update(registry_request_schemas())
     schema["components"]["schemas"]["PrometheusError"] = PROMETHEUS_ERROR_SCHEMA
     schema["components"]["schemas"]["PrometheusSuccess"] = PROMETHEUS_SUCCESS_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):

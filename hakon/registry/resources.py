@@ -92,7 +92,7 @@ def invalid_from(exc: ValidationError, prefix: str = "") -> InvalidRequest:
     return InvalidRequest(
         f"{first['field']}: {first['message']}",
         field=first["field"],
-        details={"errors": problems},
+        details={"reason": first["message"], "errors": problems},
     )
 
 
@@ -204,6 +204,8 @@ class Registry:
         with self.lock:
             old = self.get(kind, rid)
             check_version(old, expected_version)
+            if not isinstance(changes, dict):
+                raise InvalidRequest("the body must be a JSON object", field="body")
             spec = validate(k, changes if replace else {**old.spec, **changes})
             if not k.id_prefix and k.unique(spec) != rid:
                 raise InvalidRequest(

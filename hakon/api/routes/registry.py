@@ -2,9 +2,13 @@
 `Kind` and a `Presentation` (the seed's list envelope and delete answer); the few
 actions beyond CRUD follow.
 
-Not `from __future__ import annotations`: the generated route functions annotate
-their bodies with each kind's model, which FastAPI must see as classes.
+Bodies of create and update are taken as plain JSON and validated by the registry
+against the kind's model, so a bad field is named as seed 004 names it
+(`{"field": "capacity", "reason": ...}`); the OpenAPI document still shows each
+kind's schema (`request_schemas`).
 """
+
+from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
@@ -14,6 +18,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, create_model
+from pydantic.json_schema import models_json_schema
 
 from hakon.api.auth import require, runtime_of
 from hakon.errors import InvalidRequest
@@ -192,6 +197,25 @@ def _partial(model: type[BaseModel]) -> type[BaseModel]:
     return make_model(f"{model.__name__}Update", __config__={"extra": "forbid"}, **fields)
 
 
+BODY = Body(None, description="JSON; the schema is in the OpenAPI document.")
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def request_schemas() -> dict[str, Any]:
+    """Each kind's create and merge-update bodies, for the OpenAPI document's components."""
+    models: list[type[BaseModel]] = []
+    for p in PRESENTATIONS:
+        models += [p.spec, _partial(p.spec)]
+    _, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    return dict(defs.get("$defs", {}))
+
+
 def _expected(if_match: str | None, body_version: int | None) -> int | None:
     header = parse_if_match(if_match)
     if header is not None and body_version is not None and header != body_version:
@@ -216,9 +240,8 @@ def add_resource_routes(p: Presentation) -> None:
         )  # fmt: skip
     else:
         list_model = list[out_model]  # type: ignore[valid-type]
-    update_model: Any = p.spec if p.put_replaces else _partial(p.spec)
-    patch_model: Any = _partial(p.spec)
-    spec_model: Any = p.spec
+    spec_body = _json_body(p.spec.__name__)
+    merge_body = _json_body(p.spec.__name__ + "Update")
 
     async def list_resources(
         request: Request,
@@ -243,10 +266,9 @@ def add_resource_routes(p: Presentation) -> None:
                    "X-Per-Page": str(limit)}  # fmt: skip
         return JSONResponse(items, headers=headers)
 
-    async def create_resource(request: Request, body: spec_model) -> Response:  # type: ignore[valid-type]
+    async def create_resource(request: Request, body: Any = BODY) -> Response:
         registries = registries_of(request)
-        spec = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        record = await asyncio.to_thread(registries.registry.create, kind, spec)
+        record = await asyncio.to_thread(registries.registry.create, kind, body)
         response = _present(registries, kind, record)
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/{plural}/{record.id}"
@@ -258,10 +280,15 @@ def add_resource_routes(p: Presentation) -> None:
         return await asyncio.to_thread(_present, registries, kind, record)
 
     async def _update(
-        request: Request, rid: str, changes: dict[str, Any], if_match: str | None, replace: bool
+        request: Request, rid: str, changes: Any, if_match: str | None, replace: bool
     ) -> Response:
         registries = registries_of(request)
-        expected = _expected(if_match, changes.pop("resource_version", None))
+        if not isinstance(changes, dict):
+            raise InvalidRequest("the body must be a JSON object", field="body")
+        version = changes.pop("resource_version", None)
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise InvalidRequest("resource_version must be an integer", field="resource_version")
+        expected = _expected(if_match, version)
         record = await asyncio.to_thread(
             registries.registry.update, kind, rid, changes, expected_version=expected,
             replace=replace,
@@ -269,22 +296,14 @@ def add_resource_routes(p: Presentation) -> None:
         return await asyncio.to_thread(_present, registries, kind, record)
 
     async def put_resource(
-        request: Request,
-        body: update_model,  # type: ignore[valid-type]
-        rid: str = ID,
-        if_match: str | None = IF_MATCH,
+        request: Request, rid: str = ID, if_match: str | None = IF_MATCH, body: Any = BODY
     ) -> Response:
-        changes = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        return await _update(request, rid, changes, if_match, p.put_replaces)
+        return await _update(request, rid, body, if_match, p.put_replaces)
 
     async def patch_resource(
-        request: Request,
-        body: patch_model,  # type: ignore[valid-type]
-        rid: str = ID,
-        if_match: str | None = IF_MATCH,
+        request: Request, rid: str = ID, if_match: str | None = IF_MATCH, body: Any = BODY
     ) -> Response:
-        changes = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        return await _update(request, rid, changes, if_match, False)
+        return await _update(request, rid, body, if_match, False)
 
     async def delete_resource(
         request: Request,
@@ -306,18 +325,20 @@ def add_resource_routes(p: Presentation) -> None:
     deleted: dict[int | str, Any] = (
         {200: {"model": Success}} if p.delete_shape == "message" else {204: {}}
     )
-    routes: list[tuple[str, Callable[..., Any], str, list[Any], dict[int | str, Any], str]] = [
-        (base, list_resources, "GET", read, {200: {"model": list_model}}, f"List {plural}"),
+    Route = tuple[str, Callable[..., Any], str, list[Any], dict[int | str, Any], str, Any]
+    routes: list[Route] = [
+        (base, list_resources, "GET", read, {200: {"model": list_model}}, f"List {plural}", None),
         (base, create_resource, "POST", write, {201: {"model": out_model}, **CHANGE},
-         f"Create a {kind}"),
-        (one, get_resource, "GET", read, {**item, **ONE}, f"One {kind}"),
+         f"Create a {kind}", spec_body),
+        (one, get_resource, "GET", read, {**item, **ONE}, f"One {kind}", None),
         (one, put_resource, "PUT", write, {**item, **CHANGE},
-         f"Replace a {kind}" if p.put_replaces else f"Update a {kind} (fields merged)"),
+         f"Replace a {kind}" if p.put_replaces else f"Update a {kind} (fields merged)",
+         spec_body if p.put_replaces else merge_body),
         (one, patch_resource, "PATCH", write, {**item, **CHANGE},
-         f"Change some fields of a {kind}"),
-        (one, delete_resource, "DELETE", write, {**deleted, **CHANGE}, f"Delete a {kind}"),
+         f"Change some fields of a {kind}", merge_body),
+        (one, delete_resource, "DELETE", write, {**deleted, **CHANGE}, f"Delete a {kind}", None),
     ]  # fmt: skip
-    for path, fn, method, deps, responses, summary in routes:
+    for path, fn, method, deps, responses, summary, body in routes:
         fn.__name__ = f"{fn.__name__}_{kind}"
         router.add_api_route(
             path,
@@ -329,6 +350,7 @@ def add_resource_routes(p: Presentation) -> None:
             status_code=201 if method == "POST" else 204 if 204 in responses else 200,
             tags=[plural],
             response_class=JSONResponse,
+            openapi_extra=body,
         )
 
 
