@@ -111,6 +111,7 @@ class Registry:
         self.publish: Publish = publish or (lambda event, data: None)
         self.lock = threading.RLock()
         self._records: dict[str, dict[str, Record]] = {k: {} for k in self.kinds}
+        self._unique: dict[str, dict[str, str]] = {k: {} for k in self.kinds}  # key -> id
         catalog.ensure_schema(SCHEMA)
         for row in catalog.fetchall(
             "SELECT kind, id, spec, state, version, created_ms, updated_ms "
@@ -118,7 +119,7 @@ class Registry:
         ):
             if row[0] in self._records:
                 record = Record(row[0], row[1], json.loads(row[2]), json.loads(row[3]), *row[4:])
-                self._records[row[0]][row[1]] = record
+                self._keep(record)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class Registry:
             self.catalog.execute(
                 "INSERT INTO registry_resources VALUES (?, ?, ?, ?, ?, ?, ?)", _row(record)
             )
-            self._records[kind][rid] = record
+            self._keep(record)
             self._emit(k, "created", record)
         return record
 
@@ -273,6 +274,7 @@ class Registry:
                     )
             for r in [*cascade, record]:
                 self._records[r.kind].pop(r.id, None)
+                self._unique[r.kind].pop(self.kinds[r.kind].unique(r.spec), None)
                 self._emit(self.kinds[r.kind], "deleted", r)
         return record
 
@@ -280,12 +282,20 @@ class Registry:
 
     def _check_unique(self, k: Kind, spec: dict[str, Any], old: Record | None) -> None:
         key = k.unique(spec)
-        for r in self._records[k.name].values():
-            if (old is None or r.id != old.id) and k.unique(r.spec) == key:
-                raise Conflict(
-                    f"a {k.name} with {k.unique_field} {key!r} exists ({r.id})",
-                    details={"field": k.unique_field, "existing_id": r.id},
-                )
+        holder = self._unique[k.name].get(key)
+        if holder is not None and (old is None or holder != old.id):
+            raise Conflict(
+                f"a {k.name} with {k.unique_field} {key!r} exists ({holder})",
+                details={"field": k.unique_field, "existing_id": holder},
+            )
+
+    def _keep(self, record: Record) -> None:
+        k = self.kinds[record.kind]
+        old = self._records[record.kind].get(record.id)
+        if old is not None:
+            self._unique[record.kind].pop(k.unique(old.spec), None)
+        self._records[record.kind][record.id] = record
+        self._unique[record.kind][k.unique(record.spec)] = record.id
 
     def _save(self, record: Record) -> None:
         self.catalog.execute(
@@ -294,7 +304,7 @@ class Registry:
             [json.dumps(record.spec), json.dumps(record.state), record.version,
              record.updated_ms, record.kind, record.id],
         )  # fmt: skip
-        self._records[record.kind][record.id] = record
+        self._keep(record)
 
     def _emit(self, k: Kind, verb: str, record: Record) -> None:
         if k.hidden and verb not in k.events:

@@ -166,3 +166,13 @@ def test_pages_and_if_match() -> None:
     assert [parse_if_match(h) for h in ('"3"', 'W/"4"', "5", "*", None)] == [3, 4, 5, None, None]
     with pytest.raises(InvalidRequest):
         parse_if_match('"abc"')
+
+
+def test_a_renamed_resource_frees_its_old_name(registry: Registry) -> None:
+    fleet = registry.create("fleet", {"name": "old", "capacity": 1})
+    registry.update("fleet", fleet.id, {"name": "new"})
+    registry.create("fleet", {"name": "old", "capacity": 1})  # free again
+    with pytest.raises(Conflict):
+        registry.create("fleet", {"name": "new", "capacity": 1})
+    registry.delete("fleet", fleet.id)
+    registry.create("fleet", {"name": "new", "capacity": 1})

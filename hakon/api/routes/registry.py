@@ -11,6 +11,7 @@ kind's schema (`request_schemas`).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -171,8 +172,9 @@ def _present_many(registries: Registries, kind: str, records: list[Record]) -> l
         for doc, r in zip(out, records, strict=True):
             doc["status"] = functions.status_of(r, settings, warmth.is_warm(r.id))
     elif kind == "fleet":
+        members = Counter(r.spec["fleet_id"] for r in registries.registry.all("instance"))
         for doc in out:
-            doc["instances"] = len(fleets.instances_of(registries.registry, doc["id"]))
+            doc["instances"] = members[doc["id"]]
     return out
 
 
