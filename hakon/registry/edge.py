@@ -73,9 +73,11 @@ def update_status(
     node_id: str,
     update: NodeStatusUpdate,
     append: Callable[[SampleBatch], None],
+    beat: Callable[[str, int], None],
 ) -> Record:
-    """Seed 001's `PUT /nodes/{id}/status`; the usage is written as series first, so
-    an acknowledged report is in the store."""
+    """Seed 001's `PUT /nodes/{id}/status`. The usage and heartbeat are written as
+    series first, so an acknowledged report is in the store; the heartbeat itself
+    goes through `beat` (persisted with the next sweep), a status change at once."""
     registry.get("node", node_id)
     now = now_ms()
     labels: list[dict[str, str]] = []
@@ -90,19 +92,11 @@ def update_status(
         values.append(now / 1000)
     if labels:
         append(SampleBatch.from_series(labels, range(len(labels)), [now] * len(labels), values))
-    changes: dict[str, Any] = {}
-    if update.status is not None:
-        changes["status"] = update.status
     if update.heartbeat:
-        changes["last_heartbeat"] = rfc3339(now)
-        if update.status is None and registry.get("node", node_id).state["status"] in (
-            "registered",
-            "offline",
-        ):
-            changes["status"] = "active"
-    if not changes:
-        return registry.get("node", node_id)
-    return registry.set_state("node", node_id, changes)
+        beat(node_id, now)
+    if update.status is not None:
+        return registry.set_state("node", node_id, {"status": update.status})
+    return registry.get("node", node_id)
 
 
 # -- workloads --------------------------------------------------------------------------

@@ -388,8 +388,9 @@ class NodeStatusResult(BaseModel):
 async def node_status(request: Request, body: edge.NodeStatusUpdate, rid: str = ID) -> Any:
     registries = registries_of(request)
     record = await asyncio.to_thread(
-        edge.update_status, registries.registry, rid, body, registries.append
-    )
+        edge.update_status, registries.registry, rid, body, registries.append,
+        registries.heartbeats.beat,
+    )  # fmt: skip
     return {"id": record.id, "name": record.spec["name"], "status": record.state["status"],
             "last_heartbeat": record.state.get("last_heartbeat")}  # fmt: skip
 
