@@ -104,6 +104,8 @@ class Store:
         self.head = Head(self.options.head_run_rows, self._wake)
         self._frozen: list[Head] = []
         self._blocks: dict[str, Block] = {}
+        # (raw blocks in order, rollup blocks) as reads want them; None after a change
+        self._views: tuple[tuple[Block, ...], dict[str, Block]] | None = None
         self._state = threading.Lock()
         self._maintenance_lock = threading.Lock()
         self._queue: deque[tuple[Any, Future[Any]]] = deque()
@@ -153,6 +155,7 @@ class Store:
             self._seq = max(self._seq, meta.seq)
             try:
                 self._blocks[meta.id] = Block(meta, BlockFile.open(path))
+                self._views = None
             except (OSError, ValueError) as exc:
                 log.error("block %s (%s) is damaged and skipped: %s", meta.id, meta.file, exc)
                 self.damaged.append({"block": meta.id, "file": meta.file, "error": str(exc)})
@@ -358,16 +361,19 @@ class Store:
 
     def snapshot(self) -> Snapshot:
         with self._state:
-            raw = sorted(
-                (b for b in self._blocks.values() if b.meta.resolution_ms == RAW),
-                key=lambda b: (b.meta.seq, b.meta.id),
-            )
-            rollups = {k: b for k, b in self._blocks.items() if b.meta.resolution_ms != RAW}
+            if self._views is None:
+                ordered = sorted(
+                    (b for b in self._blocks.values() if b.meta.resolution_ms == RAW),
+                    key=lambda b: (b.meta.seq, b.meta.id),
+                )
+                rolled = {k: b for k, b in self._blocks.items() if b.meta.resolution_ms != RAW}
+                self._views = (tuple(ordered), rolled)
+            raw, rollups = self._views
             heads = [*self._frozen, self.head]
             ranges = tuple(
                 (h.min_ts, h.max_ts) for h in heads if h.min_ts is not None and h.max_ts is not None
             )
-            return Snapshot(tuple(raw), rollups, tuple(h.snapshot() for h in heads), ranges)
+            return Snapshot(raw, rollups, tuple(h.snapshot() for h in heads), ranges)
 
     def select(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         return self.index.select(matchers)
@@ -488,6 +494,7 @@ class Store:
             with self._state:
                 for block in opened:
                     self._blocks[block.meta.id] = block
+                self._views = None
                 for head in pending:
                     self._frozen.remove(head)
             self.wal.remove_before(checkpoint)
@@ -602,6 +609,7 @@ class Store:
             old = [self._blocks.pop(r) for r in removed]
             for block in opened:
                 self._blocks[block.meta.id] = block
+            self._views = None
         for block in old:
             (self.dir / block.meta.file).unlink(missing_ok=True)
 
@@ -619,6 +627,7 @@ class Store:
             with self._state:
                 for m in expired:
                     self._blocks.pop(m.id, None)
+                self._views = None
             for m in expired:
                 (self.dir / m.file).unlink(missing_ok=True)
             return len(expired)

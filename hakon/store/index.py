@@ -140,12 +140,15 @@ class SeriesIndex:
             if equal and (equal[0][0] <= self.VERIFY_AT_MOST or len(matchers) == 1):
                 first = matchers[equal[0][1]]
                 seeds: set[int] = set(self._postings.get(first.name, {}).get(first.value, ()))
-                # Other equality matchers narrow by their postings (one set lookup per id
-                # of theirs); only the remaining matchers are checked on labels.
-                for _, i in equal[1:]:
-                    m = matchers[i]
-                    seeds = seeds.intersection(self._postings.get(m.name, {}).get(m.value, ()))
-                used = {i for _, i in equal}
+                # Another equality matcher narrows by its posting when that is shorter than
+                # the candidates (one set lookup per id of its); a longer one is cheaper
+                # checked as a label pair of each candidate.
+                used = {equal[0][1]}
+                for size, i in equal[1:]:
+                    if size < len(seeds):
+                        m = matchers[i]
+                        seeds = seeds.intersection(self._postings[m.name][m.value])
+                        used.add(i)
                 rest = [m for i, m in enumerate(matchers) if i not in used]
                 return self._verified(seeds, rest)
             for m in matchers:
