@@ -143,8 +143,9 @@ def matrix_json(vector: Vector, steps: np.ndarray) -> str:
         ):
             opening = f'{{"metric":{labels_json(vector.labels[r])},"values":[[{times[c]},"'
             tokens[2 * (i - a)] = opening if i == 0 else '"]]},' + opening
+        if pieces:
+            time.sleep(0)  # let other threads (the event loop) run between pieces
         pieces.append("".join(tokens.tolist()))
-        time.sleep(0)  # let other threads (the event loop) run between pieces
     return "[" + "".join(pieces) + '"]]}]'
 
 

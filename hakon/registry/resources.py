@@ -74,7 +74,6 @@ class Kind:
     # What else goes when a record is deleted: raise Conflict, or return records to cascade.
     dependents: Callable[[Registry, Record, bool], list[Record]] | None = None
     events: dict[str, str] = field(default_factory=dict)  # verb -> event type override
-    hidden: bool = False  # kept by the registry, no CRUD routes of its own
 
     def event(self, verb: str) -> str:
         return self.events.get(verb, f"{self.name}.{verb}")
@@ -307,8 +306,6 @@ class Registry:
         self._keep(record)
 
     def _emit(self, k: Kind, verb: str, record: Record) -> None:
-        if k.hidden and verb not in k.events:
-            return
         self.publish(k.event(verb), {f"{k.name}_id": record.id, **public(record)})
 
 
