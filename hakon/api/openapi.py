@@ -92,8 +92,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     ):
         schema["components"]["schemas"][name] = sub
     schema["components"]["schemas"]["ErrorResponse"].pop("$defs", None)
-    schema["components"]["schemas"].update(request_schemas())
+    # Registry bodies are pydantic models FastAPI may also have rendered (for responses);
+    # the ingest bodies are msgspec types, which must not share a name with any model.
     schema["components"]["schemas"].update(registry_request_schemas())
+    for name, sub in request_schemas().items():
+        if schema["components"]["schemas"].setdefault(name, sub) != sub:
+            raise RuntimeError(f"two schemas are named {name!r} in the OpenAPI document")
     schema["components"]["schemas"]["PrometheusError"] = PROMETHEUS_ERROR_SCHEMA
     schema["components"]["schemas"]["PrometheusSuccess"] = PROMETHEUS_SUCCESS_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
@@ -125,6 +129,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             scope = scopes[0] if scopes else None
             if had_validation or operation.get("parameters") or operation.get("requestBody"):
                 responses.setdefault("400", error("400"))
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                responses.setdefault("404", error("404"))  # the named thing may not exist
             if authenticated:
                 for status in ("401", "403", "429", "503"):
                     responses.setdefault(status, error(status))

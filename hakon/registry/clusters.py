@@ -78,16 +78,16 @@ class Configuration(BaseModel):
     addons: list[str] = Field(default_factory=list, max_length=256)
 
 
-class Platform(BaseModel):
+class ClusterPlatform(BaseModel):
     os: str = ""
     architecture: str = ""
     version: str = ""
 
 
-class NodeGroup(BaseModel):
+class ClusterNodeGroup(BaseModel):
     name: str = Name
     labels: dict[str, str] = Field(default_factory=dict)
-    platform: Platform = Field(default_factory=lambda: Platform.model_validate({}))
+    platform: ClusterPlatform = Field(default_factory=lambda: ClusterPlatform.model_validate({}))
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
@@ -100,7 +100,7 @@ class ClusterSpec(BaseModel):
     version: str = Field("", max_length=64, description="Kubernetes version, e.g. v1.28.0.")
     labels: dict[str, str] = Field(default_factory=dict)
     configuration: Configuration = Field(default_factory=lambda: Configuration.model_validate({}))
-    node_groups: list[NodeGroup] = Field(
+    node_groups: list[ClusterNodeGroup] = Field(
         default_factory=list, description="As the cluster's HakonGo agent reports them."
     )
 

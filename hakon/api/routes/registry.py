@@ -230,14 +230,15 @@ def add_resource_routes(p: Presentation) -> None:
     kind = p.kind
     title = kind.capitalize()
     plural = p.plural
-    out_model: Any = create_model(title, __base__=(p.spec, p.state, ServerFields))
+    out_model: Any = create_model(f"Registered{title}", __base__=(p.spec, p.state, ServerFields))
     if p.list_shape == "pagination":
         list_model: Any = make_model(
-            f"{title}List", **{plural: (list[out_model], ...), "pagination": (Pagination, ...)}
+            f"Registered{title}List",
+            **{plural: (list[out_model], ...), "pagination": (Pagination, ...)},
         )
     elif p.list_shape == "total":
         list_model = make_model(
-            f"{title}List", **{plural: (list[out_model], ...)}, total=(int, ...),
+            f"Registered{title}List", **{plural: (list[out_model], ...)}, total=(int, ...),
             page=(int, ...), per_page=(int, ...),
         )  # fmt: skip
     else:
