@@ -132,7 +132,7 @@ def matrix_json(vector: Vector, steps: np.ndarray) -> str:
     # Cut pieces at series boundaries, about RENDER_PIECE_POINTS points each.
     cuts = np.unique(np.searchsorted(firsts, np.arange(0, len(rows), RENDER_PIECE_POINTS)))
     bounds = [*firsts[cuts[cuts < len(firsts)]].tolist(), len(rows)]
-    pieces = []
+    pieces: list[str] = []
     for a, b in itertools.pairwise(bounds):
         tokens = np.empty(2 * (b - a), dtype=object)
         tokens[0::2] = heads[cols[a:b]]

@@ -14,6 +14,7 @@ from hakon.timefmt import rfc3339
 router = APIRouter(prefix="/api/v1/alert-rules", tags=["alerting"])
 read = [Depends(require("alerts:read"))]
 write = [Depends(require("alerts:write"))]
+NAME_TAKEN: dict[int | str, Any] = {409: {"description": "Another rule has that name."}}
 
 
 class AlertRuleIn(BaseModel):
@@ -76,6 +77,7 @@ async def _changed(request: Request) -> None:
 
 
 @router.post("", response_model=AlertRuleOut, status_code=201, dependencies=write,
+             responses=NAME_TAKEN,
              summary="Create an alert rule (the expression is checked)")  # fmt: skip
 async def create(request: Request, body: AlertRuleIn) -> Any:
     rules = runtime_of(request).rules.api_rules
@@ -105,6 +107,7 @@ async def get(request: Request, rule_id: str) -> Any:
 
 
 @router.put("/{rule_id}", response_model=AlertRuleOut, dependencies=write,
+            responses=NAME_TAKEN,
             summary="Replace an alert rule")  # fmt: skip
 async def replace(request: Request, rule_id: str, body: AlertRuleIn) -> Any:
     rules = runtime_of(request).rules.api_rules
@@ -115,6 +118,7 @@ async def replace(request: Request, rule_id: str, body: AlertRuleIn) -> Any:
 
 
 @router.patch("/{rule_id}", response_model=AlertRuleOut, dependencies=write,
+              responses=NAME_TAKEN,
               summary="Change some fields of an alert rule")  # fmt: skip
 async def update(request: Request, rule_id: str, body: AlertRulePatch) -> Any:
     rules = runtime_of(request).rules.api_rules
