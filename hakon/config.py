@@ -238,6 +238,11 @@ class Settings:
         4, _int_between(2, 1000), "Merge a partition's blocks once it has this many."
     )
 
+    api_max_body_bytes: int = _setting(
+        4 << 20,
+        _int_between(1024, 1 << 30),
+        "Largest JSON body of an API (non-ingest) route; larger bodies get 413.",
+    )
     ingest_max_body_bytes: int = _setting(
         32 << 20,
         _int_between(1024, 1 << 34),

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from hakon import __version__
 from hakon.api import errors, openapi
+from hakon.api.jsonguard import JsonGuardMiddleware
 from hakon.api.middleware import RequestContextMiddleware
 from hakon.api.ratelimit import TokenBucketLimiter
 from hakon.api.routes import (
@@ -79,5 +80,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(registry.router)
     openapi.install(app)
+    app.add_middleware(JsonGuardMiddleware, max_body=settings.api_max_body_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=runtime.telemetry)
     return app

@@ -75,7 +75,7 @@ class EdgeDecoder:
     def decode(self, node_id: str, body: bytes) -> tuple[datetime, SampleBatch]:
         try:
             report = self._decoder.decode(body)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise validation_error(exc) from None
         if not node_id:
             raise InvalidRequest("node_id must not be empty", field="node_id")

@@ -118,8 +118,10 @@ def request_type(collector: Collector) -> type:
     )
 
 
-def validation_error(exc: msgspec.MsgspecError) -> InvalidRequest:
+def validation_error(exc: msgspec.MsgspecError | RecursionError) -> InvalidRequest:
     """msgspec's "... - at `$.resources[3].x`" as our error naming the JSON path."""
+    if isinstance(exc, RecursionError):
+        return InvalidRequest("body: JSON nested too deeply", field="body")
     text = str(exc)
     found = _AT_PATH.search(text) if isinstance(exc, msgspec.ValidationError) else None
     if found is not None:
@@ -315,7 +317,7 @@ class HakonGoDecoder:
         field. The context goes back to the caller for the cluster registry."""
         try:
             request = self._decoder.decode(body)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise validation_error(exc) from None
         batch = self.flatten(request)
         return (request.cluster_id, msgspec.to_builtins(request.context)), batch
