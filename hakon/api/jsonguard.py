@@ -18,11 +18,15 @@ from hakon.api.errors import error_response
 
 # The ingest routes (their own decoders, limits and media-type checks), as the path
 # arrives (the /v1 alias included).
-INGEST_PREFIXES = tuple(
-    prefix + route
-    for prefix in ("/api/v1/", "/v1/")
-    for route in ("hakongo/", "metrics/nodes/", "import/", "write")
-) + ("/write", "/api/v2/write")
+INGEST_PREFIXES = (
+    *(
+        p + r
+        for p in ("/api/v1/", "/v1/")
+        for r in ("hakongo/", "metrics/nodes/", "import/", "write")
+    ),
+    "/write",
+    "/api/v2/write",
+)
 
 
 class BadJson(ValueError):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from hakon.errors import InsufficientStorage
 
 CATALOG_FILE = "catalog.duckdb"
 
@@ -41,7 +43,7 @@ class Catalog:
                 con.execute(statement)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        with self._lock:
+        with self._lock, _disk_errors():
             self._con.execute(sql, params or [])
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -50,15 +52,28 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
+        with self._lock, _disk_errors():
             self._con.execute("BEGIN TRANSACTION")
             try:
                 yield self._con
+                self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                with suppress(duckdb.Error):  # a failed COMMIT may have rolled back already
+                    self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+@contextmanager
+def _disk_errors() -> Iterator[None]:
+    """A write that failed for want of disk space is the caller's 507, not a bug."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        text = str(exc)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            raise InsufficientStorage("no space left on the storage device; retry later") from exc
+        raise
