@@ -13,17 +13,19 @@ of `"<X-Hakon-Timestamp>.<body>"` (docs/alerting.md shows how to verify it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
+import queue
 import random
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,7 +126,8 @@ class Notifier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hakon-notifier", daemon=True)
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix="hakon-webhook")
+        self._pool = ThreadPoolExecutor(16, thread_name_prefix="hakon-webhook")
+        self._results: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
         self._client = httpx.Client(timeout=timeout_s, follow_redirects=False)
 
     # -- webhooks --------------------------------------------------------------------
@@ -249,30 +252,36 @@ class Notifier:
         if self._thread.is_alive():
             self._thread.join(timeout=15)
         self._pool.shutdown(wait=True)
+        with contextlib.suppress(Exception):  # attempts that finished during shutdown
+            self._commit_finished({})
         self._client.close()
 
     def _run(self) -> None:
+        """Send due deliveries without waiting for slow ones: each attempt runs on the
+        pool, results are committed in batches as they finish, and a webhook has at
+        most PER_WEBHOOK attempts in flight, so a receiver that hangs holds up only
+        its own deliveries."""
+        inflight: dict[str, str] = {}  # delivery id -> webhook id
         while not self._stop.is_set():
             try:
+                self._commit_finished(inflight)
+                busy: dict[str, int] = {}
+                for hook in inflight.values():
+                    busy[hook] = busy.get(hook, 0) + 1
                 due = self.catalog.fetchall(
-                    "SELECT d.id, d.body, d.attempts, d.created_ms, d.event, w.url, w.secret "
-                    "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+                    "SELECT d.id, d.body, d.attempts, d.created_ms, d.event, w.url, w.secret, "
+                    "w.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
                     "WHERE d.status = 'pending' AND d.next_attempt_ms <= ? "
-                    "ORDER BY d.next_attempt_ms LIMIT 64",
-                    [int(time.time() * 1000)],
+                    "ORDER BY d.next_attempt_ms LIMIT ?",
+                    [int(time.time() * 1000), 64 + len(inflight)],
                 )
-                results = [f.result() for f in [self._pool.submit(self._attempt, *r) for r in due]]
-                if results:  # one commit for the whole batch, not one per delivery
-                    with self.catalog.transaction() as con:
-                        for values in results:
-                            con.execute(
-                                "UPDATE webhook_deliveries SET status = ?, attempts = ?, "
-                                "next_attempt_ms = ?, last_status = ?, last_error = ?, "
-                                "latency_ms = ?, done_ms = ? WHERE id = ?",
-                                values,
-                            )
-                if due:
-                    continue
+                for *row, hook in due:
+                    if row[0] in inflight or busy.get(hook, 0) >= self.PER_WEBHOOK:
+                        continue
+                    busy[hook] = busy.get(hook, 0) + 1
+                    inflight[row[0]] = hook
+                    future = self._pool.submit(self._attempt, *row)
+                    future.add_done_callback(self._finished)
                 nxt = self.catalog.fetchall(
                     "SELECT min(next_attempt_ms) FROM webhook_deliveries WHERE status = 'pending'"
                 )[0][0]
@@ -280,8 +289,43 @@ class Notifier:
                 log.exception("webhook sender failed; retrying")
                 nxt = None
             wait = 5.0 if nxt is None else max(0.0, nxt / 1000 - time.time())
+            if inflight and wait <= 0:
+                wait = 5.0  # everything due is in flight: a finishing attempt wakes us
             self._wake.wait(min(wait, 5.0))
             self._wake.clear()
+        self._commit_finished(inflight)
+
+    PER_WEBHOOK = 4
+
+    def _finished(self, future: Future[list[Any]]) -> None:
+        try:
+            self._results.put(future.result())
+        except Exception:  # _attempt catches HTTP errors; anything else is a bug
+            log.exception("webhook attempt failed")
+        self._wake.set()
+
+    def _commit_finished(self, inflight: dict[str, str]) -> None:
+        """Write the finished attempts' outcomes in one transaction."""
+        results: list[list[Any]] = []
+        while not self._results.empty():
+            results.append(self._results.get_nowait())
+        if not results:
+            return
+        try:
+            with self.catalog.transaction() as con:
+                for values in results:
+                    con.execute(
+                        "UPDATE webhook_deliveries SET status = ?, attempts = ?, "
+                        "next_attempt_ms = ?, last_status = ?, last_error = ?, "
+                        "latency_ms = ?, done_ms = ? WHERE id = ?",
+                        values,
+                    )
+        except Exception:
+            for values in results:  # kept for the next pass (e.g. once the disk has room)
+                self._results.put(values)
+            raise
+        for values in results:
+            inflight.pop(values[-1], None)
 
     def _attempt(
         self, delivery_id: str, body: str, attempts: int, created_ms: int, event: str, url: str,
