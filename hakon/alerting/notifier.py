@@ -123,6 +123,7 @@ class Notifier:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         catalog.ensure_schema(SCHEMA)
+        self.all()  # a damaged row is reported at start, not at the first event
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hakon-notifier", daemon=True)
@@ -157,7 +158,14 @@ class Notifier:
 
     def all(self) -> list[Webhook]:
         rows = self.catalog.fetchall("SELECT * FROM webhooks ORDER BY created_ms, id")
-        return [_webhook(r) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(_webhook(r))
+            except (ValueError, TypeError) as exc:
+                if not any(d["key"] == r[0] for d in self.catalog.damaged):
+                    self.catalog.note_damage("webhooks", r[0], exc)
+        return out
 
     def update(self, hook_id: str, changes: dict[str, Any]) -> Webhook:
         hook = self.get(hook_id)

@@ -117,8 +117,12 @@ class Registry:
             "FROM registry_resources ORDER BY created_ms, id"
         ):
             if row[0] in self._records:
-                record = Record(row[0], row[1], json.loads(row[2]), json.loads(row[3]), *row[4:])
-                self._keep(record)
+                try:
+                    spec, state = json.loads(row[2]), json.loads(row[3])
+                    record = Record(row[0], row[1], dict(spec), dict(state), *row[4:])
+                    self._keep(record)
+                except (ValueError, TypeError, KeyError) as exc:
+                    catalog.note_damage("registry_resources", f"{row[0]}/{row[1]}", exc)
 
     # -- reads -------------------------------------------------------------------------
 

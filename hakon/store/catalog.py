@@ -11,6 +11,7 @@ so the catalog knows nothing of what the tables mean.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -22,6 +23,7 @@ import duckdb
 from hakon.errors import InsufficientStorage
 
 CATALOG_FILE = "catalog.duckdb"
+log = logging.getLogger(__name__)
 
 
 class Catalog:
@@ -31,6 +33,9 @@ class Catalog:
         self._lock = threading.RLock()
         self._con = duckdb.connect(str(self.path))
         self._con.execute("SET threads TO 1")
+        # Rows a loader could not read: skipped (the rest is served), reported by the
+        # admin storage view and the log.
+        self.damaged: list[dict[str, str]] = []
 
     @classmethod
     def open_in(cls, data_dir: Path) -> Catalog:
@@ -61,6 +66,11 @@ class Catalog:
                 with suppress(duckdb.Error):  # a failed COMMIT may have rolled back already
                     self._con.execute("ROLLBACK")
                 raise
+
+    def note_damage(self, table: str, key: Any, error: BaseException | str) -> None:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        log.error("catalog row %s in %s is damaged and skipped: %s", key, table, text)
+        self.damaged.append({"table": table, "key": str(key), "error": text[:500]})
 
     def close(self) -> None:
         with self._lock:

@@ -62,7 +62,17 @@ class Manifest:
 
     def load_series(self) -> tuple[list[int], list[Labels]]:
         rows = self.catalog.fetchall("SELECT id, any_value(labels) FROM series GROUP BY id")
-        return [r[0] for r in rows], [tuple(_decode(r[1])) for r in rows]
+        ids: list[int] = []
+        labels: list[Labels] = []
+        for sid, text in rows:
+            try:
+                decoded = tuple(_decode(text))
+            except (ValueError, TypeError, AttributeError) as exc:
+                self.catalog.note_damage("series", sid, exc)
+                continue
+            ids.append(sid)
+            labels.append(decoded)
+        return ids, labels
 
     def blocks(self) -> list[BlockMeta]:
         rows = self.catalog.fetchall(

@@ -20,6 +20,12 @@ class DamagedBlock(BaseModel):
     error: str
 
 
+class DamagedRow(BaseModel):
+    table: str
+    key: str
+    error: str
+
+
 class StorageStats(BaseModel):
     series: int = Field(description="Series known to the index.")
     samples: int = Field(description="Raw samples stored, in blocks and in the head.")
@@ -32,6 +38,9 @@ class StorageStats(BaseModel):
     wal_replayed_samples: int = Field(description="Samples restored from the WAL at start.")
     wal_replay_seconds: float
     damaged: list[DamagedBlock] = Field(description="Blocks that could not be opened.")
+    damaged_rows: list[DamagedRow] = Field(
+        default_factory=list, description="Catalog rows that could not be read (skipped)."
+    )
 
 
 class FlushResult(BaseModel):
@@ -42,7 +51,14 @@ class FlushResult(BaseModel):
 
 @router.get("/storage", response_model=StorageStats, summary="What the store holds")
 async def storage(request: Request) -> StorageStats:
-    return StorageStats(**runtime_of(request).store.stats())
+    return _stats(request)
+
+
+def _stats(request: Request) -> StorageStats:
+    runtime = runtime_of(request)
+    catalog = runtime.catalog
+    rows = [DamagedRow(**d) for d in catalog.damaged] if catalog is not None else []
+    return StorageStats(**runtime.store.stats(), damaged_rows=rows)
 
 
 @router.post(
@@ -55,9 +71,7 @@ async def flush(request: Request) -> FlushResult:
         return store.flush(), store.compact(force=True)
 
     flushed, merges = await asyncio.to_thread(run)
-    return FlushResult(
-        flushed_samples=flushed, merges=merges, storage=StorageStats(**store.stats())
-    )
+    return FlushResult(flushed_samples=flushed, merges=merges, storage=_stats(request))
 
 
 class ReloadResult(BaseModel):
