@@ -39,3 +39,20 @@ def keep_large_blocks(threshold_bytes: int = 512 << 20) -> bool:
     if not ok:
         log.info("mallopt refused the thresholds; large arrays stay mmapped")
     return ok
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the system (glibc `malloc_trim`).
+
+    The thresholds above keep freed blocks for the next query; after a head
+    flush, though, the freed memory is the old head's and stays free until the
+    next flush, so keeping it only inflates the resident size."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return bool(trim(0))

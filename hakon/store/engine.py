@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from hakon.errors import InsufficientStorage, InvalidRequest
+from hakon.mallocpolicy import release_free_memory
 from hakon.store import rollup as rollups_mod
 from hakon.store.block import BlockFile, write_raw_block
 from hakon.store.cache import RowGroupCache
@@ -643,12 +644,14 @@ class Store:
                 self.index.index_pending()
                 head = self.head
                 age = time.time() - head.first_insert if head.first_insert else 0.0
-                if head.samples >= self.options.head_max_samples or (
+                flushed = head.samples >= self.options.head_max_samples or (
                     head.samples and age >= self.options.head_max_age_s
-                ):
+                )
+                if flushed:
                     self.flush()
-                self.compact()
-                self.apply_retention()
+                merged = self.compact()
+                if flushed or merged or self.apply_retention():
+                    release_free_memory()  # the old head's memory, free until the next flush
             except Exception:
                 log.exception("storage maintenance failed; retrying in the next round")
 

@@ -1,0 +1,222 @@
+"""Soak: ingest in several formats, dashboard queries, alert evaluation and registry
+traffic together against one real server, for a while.
+
+    python benchmarks/soak.py                  # 10 minutes
+    python benchmarks/soak.py --minutes 3
+
+Workloads (each its own client thread, paced): HakonGo pod payloads, edge node
+metrics, Prometheus text imports and Influx lines; range queries as a dashboard
+sends them; a rule file of 20 alerting and recording rules evaluated every 5 s;
+registry create/read/update/delete of nodes and fleets with status reports; and
+/health probes. The server flushes its head every `--head-max-age` (default 2 m) so
+the run reaches a steady state. Prints per workload the requests, errors (5xx and others) and
+p50/p99 latency, and the server's RSS every `--sample` seconds. Targets: RSS
+after warm-up grows by at most 10 %, zero 5xx, /health p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from serverproc import HakonProcess
+
+RULES = "groups:\n  - name: soak\n    interval: 5s\n    rules:\n" + "".join(
+    f"      - alert: PodCpuHigh{k}\n"
+    f'        expr: sum by (pod) (hakon_pod_cpu_usage_cores{{namespace="ns-{k}"}}) > 0.{k + 1}\n'
+    "        for: 10s\n"
+    f"      - record: ns:cpu_{k}:sum\n"
+    f'        expr: sum(hakon_pod_cpu_usage_cores{{namespace="ns-{k}"}})\n'
+    for k in range(10)
+)
+
+
+class Workload:
+    def __init__(self, name: str, per_second: float, call: Callable[[httpx.Client, int], int]):
+        self.name, self.per_second, self.call = name, per_second, call
+        self.latencies: list[float] = []
+        self.server_errors = 0
+        self.other_errors = 0
+
+    def run(self, url: str, headers: dict[str, str], stop: threading.Event) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            k = 0
+            next_at = time.monotonic()
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    status = self.call(client, k)
+                except httpx.HTTPError:
+                    status = 599
+                self.latencies.append(time.perf_counter() - started)
+                if status >= 500:
+                    self.server_errors += 1
+                elif status >= 400:
+                    self.other_errors += 1
+                k += 1
+                next_at += 1 / self.per_second
+                stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def report(self, seconds: float) -> str:
+        ms = sorted(x * 1000 for x in self.latencies) or [0.0]
+        p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+        n = len(self.latencies)
+        return (f"{self.name:<22} {n:>7} req {n / seconds:7.1f}/s"
+                f"  p50 {statistics.median(ms):7.1f} ms  p99 {p99:7.1f} ms"
+                f"  5xx {self.server_errors}  4xx {self.other_errors}")  # fmt: skip
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _pods(client: httpx.Client, k: int) -> int:
+    resources = [{"namespace": f"ns-{i % 10}", "name": f"pod-{i}", "node": f"n-{i % 20}",
+                  "cpu_usage_cores": (i * k % 100) / 100, "memory_working_set_bytes": 1e8 + k,
+                  "phase": "Running", "ready": True} for i in range(500)]  # fmt: skip
+    body = {"cluster_id": "soak", "context": {"name": "soak"}, "collected_at": _now_iso(),
+            "resources": resources}  # fmt: skip
+    return client.post("/api/v1/hakongo/pods", json=body).status_code
+
+
+def _edge(client: httpx.Client, k: int) -> int:
+    body = {"timestamp": _now_iso(), "cpu_usage": k % 100, "memory_usage": 3.2,
+            "memory_total": 8, "disk_usage": 40, "disk_total": 100,
+            "network": {"rx_bytes": 1000 * k, "tx_bytes": 500 * k}}  # fmt: skip
+    return client.post(f"/api/v1/metrics/nodes/edge-{k % 50}", json=body).status_code
+
+
+def _text(client: httpx.Client, k: int) -> int:
+    ts = int(time.time() * 1000)
+    body = "".join(f'soak_requests_total{{svc="s{i}"}} {k * 10 + i} {ts}\n' for i in range(300))
+    return client.post("/api/v1/import/prometheus", content=body).status_code
+
+
+def _influx(client: httpx.Client, k: int) -> int:
+    ns = time.time_ns()
+    body = "".join(f"soak_disk,host=h{i} used={k + i}i,free={i}.5 {ns}\n" for i in range(200))
+    return client.post("/write", content=body, params={"precision": "ns"}).status_code
+
+
+def _dashboard(client: httpx.Client, k: int) -> int:
+    end = time.time()
+    queries = ["sum by (namespace) (hakon_pod_cpu_usage_cores)",
+               "sum(rate(soak_requests_total[1m]))",
+               'avg_over_time(hakon_edge_cpu_usage_percent{node_id="edge-1"}[5m])',
+               "topk(5, hakon_pod_memory_working_set_bytes)"]  # fmt: skip
+    params = {"query": queries[k % len(queries)], "start": end - 900, "end": end, "step": 15}
+    return client.get("/prometheus/api/v1/query_range", params=params).status_code
+
+
+def _registry(client: httpx.Client, k: int) -> int:
+    step = k % 5
+    name = f"soak-node-{k // 5}"
+    if step == 0:
+        body = {"name": name, "address": "10.0.0.1", "labels": {"site": f"s{k % 7}"}}
+        response = client.post("/api/v1/nodes", json=body)
+        _registry.ids[name] = response.json().get("id", "")  # type: ignore[attr-defined]
+        return response.status_code
+    nid = _registry.ids.get(name, "none")  # type: ignore[attr-defined]
+    if step == 1:
+        return client.get("/api/v1/nodes", params={"labels": f"site=s{k % 7}"}).status_code
+    if step == 2:
+        return client.patch(f"/api/v1/nodes/{nid}", json={"address": "10.0.0.2"}).status_code
+    if step == 3:
+        body = {"heartbeat": True, "resources": {"cpu_usage": "1.5", "memory_usage": "2Gi"}}
+        return client.put(f"/api/v1/nodes/{nid}/status", json=body).status_code
+    _registry.ids.pop(name, None)  # type: ignore[attr-defined]
+    return client.delete(f"/api/v1/nodes/{nid}").status_code
+
+
+_registry.ids = {}  # type: ignore[attr-defined]
+
+
+def _health(client: httpx.Client, k: int) -> int:
+    return client.get("/health").status_code
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--sample", type=float, default=15.0, help="RSS sample interval, s")
+    parser.add_argument("--warmup", type=float, default=0.3, help="fraction before the baseline")
+    parser.add_argument("--head-max-age", default="2m",
+                        help="the server's head flush age: steady state needs flushes")  # fmt: skip
+    args = parser.parse_args()
+    workloads = [
+        Workload("hakongo pods (500)", 4, _pods),
+        Workload("edge node metrics", 20, _edge),
+        Workload("text import (300)", 4, _text),
+        Workload("influx lines (200)", 4, _influx),
+        Workload("dashboard queries", 4, _dashboard),
+        Workload("registry CRUD", 10, _registry),
+        Workload("/health", 10, _health),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = Path(tmp) / "rules.yml"
+        rules.write_text(RULES)
+        server = HakonProcess(Path(tmp) / "data", "--rules", str(rules), "--rate-limit-rps", "0",
+                              "--ingest-rate-limit-rps", "0",
+                              "--head-max-age", args.head_max_age)  # fmt: skip
+        server.start()
+        assert server.proc is not None
+        pid = server.proc.pid
+        headers = {"Authorization": f"Bearer {server.admin_token()}"}
+        stop = threading.Event()
+        threads = [threading.Thread(target=w.run, args=(server.url, headers, stop), daemon=True)
+                   for w in workloads]  # fmt: skip
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        samples: list[tuple[float, float]] = []
+        duration = args.minutes * 60
+        try:
+            while (elapsed := time.monotonic() - started) < duration:
+                samples.append((elapsed, rss_mb(pid)))
+                print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB", flush=True)
+                time.sleep(min(args.sample, max(0.1, duration - elapsed)))
+            samples.append((time.monotonic() - started, rss_mb(pid)))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            seconds = time.monotonic() - started
+            with httpx.Client(base_url=server.url, headers=headers) as api:
+                groups = api.get("/prometheus/api/v1/rules").json()["data"]["groups"]
+            server.stop()
+        print()
+        for w in workloads:
+            print(w.report(seconds))
+        evaluation = groups[0]["evaluationTime"] if groups else float("nan")
+        print(f"rule group: {len(groups[0]['rules']) if groups else 0} rules, "
+              f"last evaluation {evaluation * 1000:.1f} ms")  # fmt: skip
+        after = [rss for t, rss in samples if t >= duration * args.warmup]
+        base, peak, last = after[0], max(after), after[-1]
+        growth = (last - base) / base * 100
+        five_xx = sum(w.server_errors for w in workloads)
+        health = sorted(workloads[-1].latencies)
+        health_p99 = health[min(len(health) - 1, int(len(health) * 0.99))] * 1000
+        print(f"RSS after warm-up {base:.1f} MiB -> {last:.1f} MiB (peak {peak:.1f}): "
+              f"{growth:+.1f} % (target <= +10 %)")  # fmt: skip
+        print(f"5xx: {five_xx} (target 0); /health p99 {health_p99:.1f} ms (target <= 50 ms)")
+
+
+if __name__ == "__main__":
+    main()
