@@ -68,14 +68,7 @@ class ApiRules:
 
     def all(self) -> list[dict[str, Any]]:
         rows = self.catalog.fetchall("SELECT * FROM alert_rules ORDER BY created_ms, id")
-        out = []
-        for r in rows:
-            try:
-                out.append(_row(r))
-            except (ValueError, TypeError) as exc:
-                if not any(d["key"] == r[0] for d in self.catalog.damaged):
-                    self.catalog.note_damage("alert_rules", r[0], exc)
-        return out
+        return self.catalog.readable("alert_rules", rows, _row)
 
     def get(self, rule_id: str) -> dict[str, Any]:
         rows = self.catalog.fetchall("SELECT * FROM alert_rules WHERE id = ?", [rule_id])

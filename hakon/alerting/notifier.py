@@ -158,14 +158,7 @@ class Notifier:
 
     def all(self) -> list[Webhook]:
         rows = self.catalog.fetchall("SELECT * FROM webhooks ORDER BY created_ms, id")
-        out = []
-        for r in rows:
-            try:
-                out.append(_webhook(r))
-            except (ValueError, TypeError) as exc:
-                if not any(d["key"] == r[0] for d in self.catalog.damaged):
-                    self.catalog.note_damage("webhooks", r[0], exc)
-        return out
+        return self.catalog.readable("webhooks", rows, _webhook)
 
     def update(self, hook_id: str, changes: dict[str, Any]) -> Webhook:
         hook = self.get(hook_id)

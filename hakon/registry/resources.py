@@ -112,17 +112,13 @@ class Registry:
         self._records: dict[str, dict[str, Record]] = {k: {} for k in self.kinds}
         self._unique: dict[str, dict[str, str]] = {k: {} for k in self.kinds}  # key -> id
         catalog.ensure_schema(SCHEMA)
-        for row in catalog.fetchall(
-            "SELECT kind, id, spec, state, version, created_ms, updated_ms "
+        rows = catalog.fetchall(
+            "SELECT id, kind, spec, state, version, created_ms, updated_ms "
             "FROM registry_resources ORDER BY created_ms, id"
-        ):
-            if row[0] in self._records:
-                try:
-                    spec, state = json.loads(row[2]), json.loads(row[3])
-                    record = Record(row[0], row[1], dict(spec), dict(state), *row[4:])
-                    self._keep(record)
-                except (ValueError, TypeError, KeyError) as exc:
-                    catalog.note_damage("registry_resources", f"{row[0]}/{row[1]}", exc)
+        )
+        for record in catalog.readable("registry_resources", rows, _record):
+            if record.kind in self._records:
+                self._keep(record)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -426,6 +422,11 @@ def page_of(items: list[Any], page: int, limit: int) -> tuple[list[Any], dict[st
         "limit": limit,
         "pages": pages,
     }
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    spec, state = json.loads(row[2]), json.loads(row[3])
+    return Record(row[1], row[0], dict(spec), dict(state), *row[4:])
 
 
 def _row(r: Record) -> list[Any]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -24,6 +24,8 @@ from hakon.errors import InsufficientStorage
 
 CATALOG_FILE = "catalog.duckdb"
 log = logging.getLogger(__name__)
+Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class Catalog:
@@ -68,9 +70,23 @@ class Catalog:
                 raise
 
     def note_damage(self, table: str, key: Any, error: BaseException | str) -> None:
+        """Record a row a loader could not read (once per table and key)."""
+        if any(d["table"] == table and d["key"] == str(key) for d in self.damaged):
+            return
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         log.error("catalog row %s in %s is damaged and skipped: %s", key, table, text)
         self.damaged.append({"table": table, "key": str(key), "error": text[:500]})
+
+    def readable(self, table: str, rows: Iterable[Row], decode: Callable[[Row], T]) -> list[T]:
+        """`decode` of each row whose stored values can be read; the others (their key
+        is the first column) are skipped and noted as damage."""
+        out: list[T] = []
+        for row in rows:
+            try:
+                out.append(decode(row))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                self.note_damage(table, row[0], exc)
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -62,17 +62,8 @@ class Manifest:
 
     def load_series(self) -> tuple[list[int], list[Labels]]:
         rows = self.catalog.fetchall("SELECT id, any_value(labels) FROM series GROUP BY id")
-        ids: list[int] = []
-        labels: list[Labels] = []
-        for sid, text in rows:
-            try:
-                decoded = tuple(_decode(text))
-            except (ValueError, TypeError, AttributeError) as exc:
-                self.catalog.note_damage("series", sid, exc)
-                continue
-            ids.append(sid)
-            labels.append(decoded)
-        return ids, labels
+        found = self.catalog.readable("series", rows, lambda r: (r[0], tuple(_decode(r[1]))))
+        return [sid for sid, _ in found], [labels for _, labels in found]
 
     def blocks(self) -> list[BlockMeta]:
         rows = self.catalog.fetchall(
