@@ -157,6 +157,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--sample", type=float, default=15.0, help="RSS sample interval, s")
     parser.add_argument("--warmup", type=float, default=0.3, help="fraction before the baseline")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra `hakon serve` argument (repeatable)")  # fmt: skip
     parser.add_argument("--head-max-age", default="2m",
                         help="the server's head flush age: steady state needs flushes")  # fmt: skip
     args = parser.parse_args()
@@ -174,7 +176,8 @@ def main() -> None:
         rules.write_text(RULES)
         server = HakonProcess(Path(tmp) / "data", "--rules", str(rules), "--rate-limit-rps", "0",
                               "--ingest-rate-limit-rps", "0",
-                              "--head-max-age", args.head_max_age)  # fmt: skip
+                              "--head-max-age", args.head_max_age,
+                              *args.server_arg)  # fmt: skip
         server.start()
         assert server.proc is not None
         pid = server.proc.pid

@@ -76,6 +76,11 @@ class HakonProcess:
                 return line.rsplit(" ", 1)[1]
         raise AssertionError("no admin token printed:\n" + self.output)
 
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client for this server, authenticated with the admin token."""
+        headers = {"Authorization": f"Bearer {self.admin_token()}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
     def token(self, *scopes: str) -> str:
         """A token with just these scopes, minted through the API with the admin token."""
         response = httpx.post(

@@ -85,8 +85,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HakonProcess]:
 
 @pytest.fixture(scope="module")
 def api(server: HakonProcess) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {server.admin_token()}"}
-    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+    with server.client(timeout=60) as client:
         fleet = client.post("/api/v1/fleets", json={"name": "keep", "capacity": 1}).json()
         node = client.post("/api/v1/nodes", json={"name": "keep", "address": "h"}).json()
         client.post("/api/v1/functions", json={"name": "keep", "runtime": "go119",

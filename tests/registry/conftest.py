@@ -25,6 +25,5 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HakonProcess]:
 
 @pytest.fixture(scope="package")
 def api(server: HakonProcess) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {server.admin_token()}"}
-    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+    with server.client(timeout=10) as client:
         yield client
