@@ -47,6 +47,14 @@ class RowGroupCache:
                     self._bytes -= evicted
         return columns
 
+    def forget(self, path: str) -> None:
+        """Drop the entries of a removed block (keys start with its path): they can
+        never be read again, and would otherwise hold memory until evicted."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == path]:
+                _, size = self._entries.pop(key)
+                self._bytes -= size
+
     @property
     def nbytes(self) -> int:
         return self._bytes

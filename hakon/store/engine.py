@@ -612,7 +612,12 @@ class Store:
                 self._blocks[block.meta.id] = block
             self._views = None
         for block in old:
-            (self.dir / block.meta.file).unlink(missing_ok=True)
+            self._remove_file(block.meta.file)
+
+    def _remove_file(self, file: str) -> None:
+        path = self.dir / file
+        self.block_cache.forget(str(path))
+        path.unlink(missing_ok=True)
 
     def apply_retention(self, now_ms: int | None = None) -> int:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -630,7 +635,7 @@ class Store:
                     self._blocks.pop(m.id, None)
                 self._views = None
             for m in expired:
-                (self.dir / m.file).unlink(missing_ok=True)
+                self._remove_file(m.file)
             return len(expired)
 
     def _maintain(self) -> None:

@@ -32,3 +32,21 @@ def test_an_entry_larger_than_the_cache_is_returned_but_not_kept() -> None:
     cache = RowGroupCache(max_bytes=100)
     got = cache.get("big", lambda: {"v": np.zeros(1000)})
     assert len(got["v"]) == 1000 and cache.nbytes == 0
+
+
+def test_a_removed_blocks_entries_are_forgotten() -> None:
+    cache = RowGroupCache(1 << 20)
+    column = {"v": np.zeros(100)}
+    cache.get(("/blocks/a.parquet", "raw", 0), lambda: column)
+    cache.get(("/blocks/a.parquet", 1), lambda: column)
+    cache.get(("/blocks/b.parquet", 0), lambda: column)
+    cache.forget("/blocks/a.parquet")
+    assert cache.nbytes == 800
+    loads: list[int] = []
+
+    def load() -> dict[str, np.ndarray]:
+        loads.append(1)
+        return column
+
+    cache.get(("/blocks/b.parquet", 0), load)
+    assert loads == []  # b's entry stayed
