@@ -4,7 +4,6 @@ names them, and described from their metrics (node counts, usage, workloads)."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
@@ -124,15 +123,14 @@ class ClusterObserver:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._seen: dict[str, str] = {}
+        self._seen: dict[str, dict[str, Any]] = {}
 
     def seen(self, cluster_id: str, context: dict[str, Any]) -> bool:
         """Whether this exact context was already applied (the common case: no change)."""
-        return self._seen.get(cluster_id) == json.dumps(context, sort_keys=True)
+        return self._seen.get(cluster_id) == context
 
     def observe(self, cluster_id: str, context: dict[str, Any]) -> None:
-        key = json.dumps(context, sort_keys=True)
-        if self._seen.get(cluster_id) == key:
+        if self._seen.get(cluster_id) == context:
             return
         provider = context.get("provider") or {}
         reported = {
@@ -157,7 +155,7 @@ class ClusterObserver:
                         registry.set_state("cluster", cluster_id, {"status": "active"})
         except HakonError as exc:  # e.g. the name is another cluster's: metrics still land
             log.warning("cluster %s from HakonGo not registered: %s", cluster_id, exc.message)
-        self._seen[cluster_id] = key
+        self._seen[cluster_id] = context
 
     def forget(self, cluster_id: str) -> None:
         self._seen.pop(cluster_id, None)

@@ -145,6 +145,9 @@ class InstanceState(BaseModel):
 # -- presentation -----------------------------------------------------------------------
 
 
+Decorate = Callable[["Registries", list[Record], list[dict[str, Any]]], None]
+
+
 @dataclass(frozen=True)
 class Presentation:
     kind: str
@@ -154,35 +157,56 @@ class Presentation:
     list_shape: Literal["pagination", "total", "array"]
     delete_shape: Literal["message", "no_content"]
     put_replaces: bool = False  # seed 003: PUT takes the whole function
+    # What the kind shows beside its record: in lists and on GET (`extra`), on GET only.
+    extra: Decorate | None = None
+    detail: Decorate | None = None
 
 
-def _present_many(registries: Registries, kind: str, records: list[Record]) -> list[dict[str, Any]]:
-    """The records as the API shows them, with what each kind adds from elsewhere."""
-    out = [public(r) for r in records]
-    if kind == "cluster" and out:
-        counts = registries.cluster_node_counts()
-        empty = {"total": 0, "ready": 0, "master": 0, "worker": 0}
-        for doc in out:
-            doc["nodes"] = counts.get(doc["id"], empty)
-    elif kind == "node":
-        for doc in out:
-            doc["registered_at"] = doc["created_at"]
-    elif kind == "function":
-        warmth, settings = registries.invoker.warmth, registries.function_settings
-        for doc, r in zip(out, records, strict=True):
-            doc["status"] = functions.status_of(r, settings, warmth.is_warm(r.id))
-    elif kind == "fleet":
-        members = Counter(r.spec["fleet_id"] for r in registries.registry.all("instance"))
-        for doc in out:
-            doc["instances"] = members[doc["id"]]
-    return out
+Docs = list[dict[str, Any]]
 
 
-def _present(registries: Registries, kind: str, record: Record) -> JSONResponse:
-    (doc,) = _present_many(registries, kind, [record])
-    if kind == "cluster":
-        doc["metrics"] = registries.cluster_usage(record.id)
-    return JSONResponse(doc, headers={"ETag": record.etag})
+def _cluster_nodes(registries: Registries, records: list[Record], docs: Docs) -> None:
+    counts = registries.cluster_node_counts()
+    empty = {"total": 0, "ready": 0, "master": 0, "worker": 0}
+    for doc in docs:
+        doc["nodes"] = counts.get(doc["id"], empty)
+
+
+def _cluster_usage(registries: Registries, records: list[Record], docs: Docs) -> None:
+    for doc in docs:
+        doc["metrics"] = registries.cluster_usage(doc["id"])
+
+
+def _node_registered_at(registries: Registries, records: list[Record], docs: Docs) -> None:
+    for doc in docs:
+        doc["registered_at"] = doc["created_at"]
+
+
+def _function_status(registries: Registries, records: list[Record], docs: Docs) -> None:
+    warmth, settings = registries.invoker.warmth, registries.function_settings
+    for doc, r in zip(docs, records, strict=True):
+        doc["status"] = functions.status_of(r, settings, warmth.is_warm(r.id))
+
+
+def _fleet_instances(registries: Registries, records: list[Record], docs: Docs) -> None:
+    members = Counter(r.spec["fleet_id"] for r in registries.registry.all("instance"))
+    for doc in docs:
+        doc["instances"] = members[doc["id"]]
+
+
+def _present_many(registries: Registries, p: Presentation, records: list[Record]) -> Docs:
+    """The records as the API shows them, with what the kind adds from elsewhere."""
+    docs = [public(r) for r in records]
+    if p.extra is not None and docs:
+        p.extra(registries, records, docs)
+    return docs
+
+
+def _present(registries: Registries, p: Presentation, record: Record) -> JSONResponse:
+    docs = _present_many(registries, p, [record])
+    if p.detail is not None:
+        p.detail(registries, [record], docs)
+    return JSONResponse(docs[0], headers={"ETag": record.etag})
 
 
 def _optional(annotation: Any) -> Any:
@@ -259,7 +283,7 @@ def add_resource_routes(p: Presentation) -> None:
         registries = registries_of(request)
         chosen = registries.registry.select(kind, labels=labels, status=status, sort=sort)
         shown, meta = page_of(chosen, page, limit)
-        items = await asyncio.to_thread(_present_many, registries, kind, shown)
+        items = await asyncio.to_thread(_present_many, registries, p, shown)
         if p.list_shape == "pagination":
             return JSONResponse({plural: items, "pagination": meta})
         if p.list_shape == "total":
@@ -272,7 +296,7 @@ def add_resource_routes(p: Presentation) -> None:
     async def create_resource(request: Request, body: Any = BODY) -> Response:
         registries = registries_of(request)
         record = await asyncio.to_thread(registries.registry.create, kind, body)
-        response = _present(registries, kind, record)
+        response = _present(registries, p, record)
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/{plural}/{record.id}"
         return response
@@ -280,7 +304,7 @@ def add_resource_routes(p: Presentation) -> None:
     async def get_resource(request: Request, rid: str = ID) -> Response:
         registries = registries_of(request)
         record = registries.registry.get(kind, rid)
-        return await asyncio.to_thread(_present, registries, kind, record)
+        return await asyncio.to_thread(_present, registries, p, record)
 
     async def _update(
         request: Request, rid: str, changes: Any, if_match: str | None, replace: bool
@@ -296,7 +320,7 @@ def add_resource_routes(p: Presentation) -> None:
             registries.registry.update, kind, rid, changes, expected_version=expected,
             replace=replace,
         )  # fmt: skip
-        return await asyncio.to_thread(_present, registries, kind, record)
+        return await asyncio.to_thread(_present, registries, p, record)
 
     async def put_resource(
         request: Request, rid: str = ID, if_match: str | None = IF_MATCH, body: Any = BODY
@@ -359,16 +383,19 @@ def add_resource_routes(p: Presentation) -> None:
 
 PRESENTATIONS = [
     Presentation("cluster", "clusters", cluster_views.ClusterSpec, ClusterState, "total",
-                 "no_content"),
-    Presentation("node", "nodes", edge.NodeSpec, NodeState, "pagination", "message"),
+                 "no_content", extra=_cluster_nodes, detail=_cluster_usage),
+    Presentation("node", "nodes", edge.NodeSpec, NodeState, "pagination", "message",
+                 extra=_node_registered_at),
     Presentation("workload", "workloads", edge.WorkloadSpec, WorkloadState, "pagination",
                  "message"),
     Presentation("function", "functions", functions.FunctionSpec, FunctionState, "array",
-                 "no_content", put_replaces=True),
-    Presentation("fleet", "fleets", fleets.FleetSpec, FleetState, "pagination", "no_content"),
+                 "no_content", put_replaces=True, extra=_function_status),
+    Presentation("fleet", "fleets", fleets.FleetSpec, FleetState, "pagination", "no_content",
+                 extra=_fleet_instances),
     Presentation("instance", "instances", fleets.InstanceSpec, InstanceState, "pagination",
                  "no_content"),
 ]  # fmt: skip
+INSTANCES = next(p for p in PRESENTATIONS if p.kind == "instance")
 for _presentation in PRESENTATIONS:
     add_resource_routes(_presentation)
 
@@ -424,7 +451,7 @@ async def stop_instance(request: Request, rid: str = ID) -> Response:
 async def _transition(request: Request, rid: str, action: str) -> Response:
     registries = registries_of(request)
     record = await asyncio.to_thread(fleets.transition, registries.registry, rid, action)
-    return _present(registries, "instance", record)
+    return _present(registries, INSTANCES, record)
 
 
 class ClusterWorkload(BaseModel):
