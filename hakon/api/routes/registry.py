@@ -352,11 +352,12 @@ def add_resource_routes(p: Presentation) -> None:
     deleted: dict[int | str, Any] = (
         {200: {"model": Success}} if p.delete_shape == "message" else {204: {}}
     )
+    created: dict[int | str, Any] = {201: {"model": out_model, "links": _links_to_one(kind)}}
     Route = tuple[str, Callable[..., Any], str, list[Any], dict[int | str, Any], str, Any]
     routes: list[Route] = [
         (base, list_resources, "GET", read, {200: {"model": list_model}}, f"List {plural}", None),
-        (base, create_resource, "POST", write, {201: {"model": out_model}, **CHANGE},
-         f"Create a {kind}", spec_body),
+        (base, create_resource, "POST", write, {**created, **CHANGE}, f"Create a {kind}",
+         spec_body),
         (one, get_resource, "GET", read, {**item, **ONE}, f"One {kind}", None),
         (one, put_resource, "PUT", write, {**item, **CHANGE},
          f"Replace a {kind}" if p.put_replaces else f"Update a {kind} (fields merged)",
@@ -378,7 +379,26 @@ def add_resource_routes(p: Presentation) -> None:
             tags=[plural],
             response_class=JSONResponse,
             openapi_extra=body,
+            operation_id=_operation_id(method, kind, path == one),
         )
+
+
+def _operation_id(method: str, kind: str, one: bool) -> str:
+    verb = {"GET": "get" if one else "list", "POST": "create", "PUT": "replace",
+            "PATCH": "update", "DELETE": "delete"}[method]  # fmt: skip
+    return f"{verb}_{kind}"
+
+
+def _links_to_one(kind: str) -> dict[str, Any]:
+    """OpenAPI links from a create answer to the operations on what it created, so
+    client generators and stateful fuzzers chain create -> get/update/delete."""
+    return {
+        f"{verb.capitalize()}{kind.capitalize()}": {
+            "operationId": f"{verb}_{kind}",
+            "parameters": {"rid": "$response.body#/id"},
+        }
+        for verb in ("get", "replace", "update", "delete")
+    }
 
 
 PRESENTATIONS = [
