@@ -190,14 +190,20 @@ def main() -> None:
             t.start()
         samples: list[tuple[float, float]] = []
         duration = args.minutes * 60
+        admin = httpx.Client(base_url=server.url, headers=headers, timeout=60)
         try:
             while (elapsed := time.monotonic() - started) < duration:
                 samples.append((elapsed, rss_mb(pid)))
-                print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB", flush=True)
+                held = admin.get("/api/v1/admin/storage").json()
+                print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
+                      f"(block cache {held['block_cache_bytes'] / 2**20:6.1f} MiB, "
+                      f"head {held['head_samples']:>9,} samples, {held['series']:,} series)",
+                      flush=True)  # fmt: skip
                 time.sleep(min(args.sample, max(0.1, duration - elapsed)))
             samples.append((time.monotonic() - started, rss_mb(pid)))
         finally:
             stop.set()
+            admin.close()
             for t in threads:
                 t.join(timeout=60)
             seconds = time.monotonic() - started

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from hakon.errors import InvalidRequest
 from hakon.query.values import Vector, drop_name, merge_same_labels
 from hakon.store.labels import METRIC_NAME, Labels
+from hakon.store.regex import Regex, RegexError
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -134,7 +136,7 @@ DATE_FUNCTIONS = {
 # -- labels ---------------------------------------------------------------------------
 
 
-def _go_expand(template: str, match: re.Match[str]) -> str:
+def _go_expand(template: str, match: Any) -> str:
     """Go's Regexp.Expand: `$1`, `${1}`, `$name`, `${name}`, `$$`; unknown groups are empty."""
     out = []
     i = 0
@@ -169,21 +171,19 @@ def _go_expand(template: str, match: re.Match[str]) -> str:
     return "".join(out)
 
 
-def _group(match: re.Match[str], name: str) -> str:
+def _group(match: Any, name: str) -> str:
     try:
         value = match.group(int(name)) if name.isdigit() else match.group(name)
-    except IndexError:  # no such group: Go expands it to nothing
+    except (IndexError, KeyError):  # no such group: Go expands it to nothing
         return ""
     return value or ""
 
 
-def compile_regex(pattern: str, field: str) -> re.Pattern[str]:
+def compile_regex(pattern: str, field: str) -> Regex:
     try:
-        return re.compile(rf"(?s:{pattern})\Z")
-    except re.error as exc:
-        raise InvalidRequest(
-            f"invalid regular expression {pattern!r}: {exc}", field=field
-        ) from None
+        return Regex(pattern)
+    except RegexError as exc:
+        raise InvalidRequest(str(exc), field=field) from None
 
 
 def label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern: str) -> Vector:
@@ -192,7 +192,7 @@ def label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern:
     labels: list[Labels] = []
     for ls in vector.labels:
         as_dict = dict(ls)
-        m = regex.match(as_dict.get(src, ""))
+        m = regex.fullmatch(as_dict.get(src, ""))
         if m is None:
             labels.append(ls)
             continue

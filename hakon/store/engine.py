@@ -676,6 +676,7 @@ class Store:
             "rollup_blocks": len(blocks) - len(raw),
             "rollup_bytes": sum(b.meta.bytes for b in blocks if b.meta.resolution_ms != RAW),
             "wal_bytes": self.wal.size_bytes(),
+            "block_cache_bytes": self.block_cache.nbytes,
             "wal_replayed_samples": self.wal_replayed_samples,
             "wal_replay_seconds": round(self.wal_replay_seconds, 3),
             "damaged": list(self.damaged),

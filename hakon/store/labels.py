@@ -9,12 +9,13 @@ numpy, Arrow and DuckDB all handle int64 best.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import xxhash
+
+from hakon.store.regex import Regex
 
 METRIC_NAME = "__name__"
 Labels = tuple[tuple[str, str], ...]
@@ -83,17 +84,13 @@ class Matcher:
     name: str
     op: str
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Regex | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.op not in ("=", "!=", "=~", "!~"):
             raise ValueError(f"unknown matcher operator {self.op!r}")
         if self.op in ("=~", "!~"):
-            try:
-                compiled = re.compile(rf"(?s:{self.value})\Z")
-            except re.error as exc:
-                raise ValueError(f"invalid regex {self.value!r}: {exc}") from None
-            object.__setattr__(self, "_regex", compiled)
+            object.__setattr__(self, "_regex", Regex(self.value))  # RegexError is a ValueError
 
     def matches(self, value: str) -> bool:
         if self.op == "=":
@@ -101,7 +98,7 @@ class Matcher:
         if self.op == "!=":
             return value != self.value
         assert self._regex is not None
-        hit = self._regex.match(value) is not None
+        hit = self._regex.test(value)
         return hit if self.op == "=~" else not hit
 
     @property

@@ -35,6 +35,9 @@ class StorageStats(BaseModel):
     rollup_blocks: int
     rollup_bytes: int
     wal_bytes: int
+    block_cache_bytes: int = Field(
+        description="Decoded row groups held in memory (bounded by block_cache_size)."
+    )
     wal_replayed_samples: int = Field(description="Samples restored from the WAL at start.")
     wal_replay_seconds: float
     damaged: list[DamagedBlock] = Field(description="Blocks that could not be opened.")
