@@ -130,6 +130,7 @@ class Runtime:
             self._notifier = Notifier(
                 self.catalog,
                 allow_private=self.settings.webhook_allow_private,
+                server=(self.settings.host, self.settings.port),
                 give_up_s=self.settings.webhook_give_up,
             ).start()
             self._rules = RuleManager(

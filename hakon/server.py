@@ -15,6 +15,7 @@ import uvicorn
 
 from hakon import __version__
 from hakon.api.app import create_app
+from hakon.auth.secret import SecretError
 from hakon.auth.tokens import ADMIN
 from hakon.config import Settings
 from hakon.runtime import Runtime
@@ -92,7 +93,10 @@ def serve(settings: Settings) -> int:
     started = time.monotonic()
     configure_logging(settings.log_level)
     _check_rules(settings)
-    runtime, first_start = Runtime.prepare(settings)
+    try:
+        runtime, first_start = Runtime.prepare(settings)
+    except SecretError as exc:
+        raise SystemExit(f"hakon: {exc}") from None
     sock = bind(settings)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"

@@ -102,6 +102,22 @@ def test_metrics_can_require_a_token(tmp_path) -> None:
         assert resp.status_code == 200 and "hakon_build_info" in resp.text
 
 
+def test_a_world_readable_signing_secret_stops_start(tmp_path) -> None:
+    data = tmp_path / "data"
+    HakonProcess(data).start().stop()
+    secret_file = data / "secret.key"
+    secret_file.chmod(0o644)
+    result = hakon("serve", "--data-dir", str(data))
+    assert result.returncode != 0
+    assert "accessible to every user (mode 644)" in result.stderr
+    assert "chmod 600" in result.stderr
+    assert secret_file.read_text().strip() not in result.stderr + result.stdout
+    secret_file.chmod(0o640)  # group access: a warning, not a refusal
+    with HakonProcess(data) as proc:
+        assert httpx.get(proc.url + "/health").status_code == 200
+    assert "accessible to its group" in proc.output
+
+
 def test_no_auth_is_refused_off_loopback(tmp_path) -> None:
     result = hakon("serve", "--no-auth", "--host", "0.0.0.0", "--data-dir", str(tmp_path))
     assert result.returncode == 2

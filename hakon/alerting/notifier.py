@@ -84,19 +84,36 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def check_url(url: str, allow_private: bool) -> str:
+def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        raise InvalidRequest(f"url host {host!r} does not resolve", field="url") from None
+    return {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+
+
+def check_url(url: str, allow_private: bool, server: tuple[str, int] | None = None) -> str:
+    """Refuse what is not a receiver: non-HTTP URLs, private addresses unless allowed,
+    and Hakon itself (`server`: its listen host and port), whose admin routes a
+    webhook must never be able to call, whatever else is allowed."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("url must be an http or https URL with a host", field="url")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise InvalidRequest("url has an invalid port", field="url") from None
+    if server is not None and port == server[1]:
+        addresses = _addresses(parts.hostname)
+        own = {a for a in addresses if a.is_loopback or a.is_unspecified}
+        if server[0] not in ("", "0.0.0.0", "::"):
+            own |= addresses & _addresses(server[0])
+        elif any(not a.is_loopback for a in addresses):
+            own |= addresses & _local_addresses()
+        if own:
+            raise InvalidRequest("url points at this Hakon server itself", field="url")
     if not allow_private:
-        try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, None)}
-        except OSError:
-            raise InvalidRequest(
-                f"url host {parts.hostname!r} does not resolve", field="url"
-            ) from None
-        for address in addresses:
-            ip = ipaddress.ip_address(str(address).split("%")[0])
+        for ip in _addresses(parts.hostname):
             if ip.is_private or ip.is_loopback or ip.is_link_local:
                 raise InvalidRequest(
                     "url points at a private or loopback address (setting webhook_allow_private)",
@@ -105,12 +122,21 @@ def check_url(url: str, allow_private: bool) -> str:
     return url
 
 
+def _local_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """This machine's own addresses, as far as its hostname resolves (a wildcard bind)."""
+    try:
+        return _addresses(socket.gethostname())
+    except InvalidRequest:
+        return set()
+
+
 class Notifier:
     def __init__(
         self,
         catalog: Catalog,
         *,
         allow_private: bool = True,
+        server: tuple[str, int] | None = None,
         give_up_s: float = 3600.0,
         timeout_s: float = 10.0,
         backoff_base_s: float = 1.0,
@@ -118,6 +144,7 @@ class Notifier:
     ) -> None:
         self.catalog = catalog
         self.allow_private = allow_private
+        self.server = server
         self.give_up_ms = int(give_up_s * 1000)
         self.timeout_s = timeout_s
         self.backoff_base_s = backoff_base_s
@@ -136,7 +163,7 @@ class Notifier:
     def create(self, url: str, events: list[str], secret: str, active: bool, fmt: str) -> Webhook:
         hook = Webhook(
             "wh_" + uuid.uuid4().hex[:16],
-            check_url(url, self.allow_private),
+            check_url(url, self.allow_private, self.server),
             tuple(_events(events)),
             secret,
             active,
@@ -162,7 +189,11 @@ class Notifier:
 
     def update(self, hook_id: str, changes: dict[str, Any]) -> Webhook:
         hook = self.get(hook_id)
-        url = check_url(changes["url"], self.allow_private) if "url" in changes else hook.url
+        url = (
+            check_url(changes["url"], self.allow_private, self.server)
+            if "url" in changes
+            else hook.url
+        )
         events = tuple(_events(changes["events"])) if "events" in changes else hook.events
         secret = changes.get("secret", hook.secret)
         active = changes.get("active", hook.active)

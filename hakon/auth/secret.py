@@ -32,8 +32,14 @@ def read_secret(data_dir: Path) -> bytes:
     if len(text) < 32:
         raise SecretError(f"the signing secret in {path} is shorter than 32 characters")
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("%s is readable by others (mode %o); it should be 0600", path, mode)
+    if mode & 0o007:
+        # Anyone on the machine could mint admin tokens with it.
+        raise SecretError(
+            f"the signing secret {path} is accessible to every user (mode {mode:o}); "
+            f"run `chmod 600 {path}` (and consider it leaked: rotate it if others can log in)"
+        )
+    if mode & 0o070:
+        log.warning("%s is accessible to its group (mode %o); it should be 0600", path, mode)
     return text.encode()
 
 

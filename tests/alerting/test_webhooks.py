@@ -130,6 +130,26 @@ def test_webhook_api_validates_and_hides_secrets(server: tuple[HakonProcess, htt
     assert api.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0"])
+def test_a_webhook_cannot_point_at_this_server(
+    server: tuple[HakonProcess, httpx.Client], host: str
+) -> None:
+    """Not even with webhook_allow_private on (the default): its admin routes are not
+    a receiver. Other ports on the same host stay allowed (receivers run beside it)."""
+    proc, api = server
+    own = f"http://{host}:{proc.port}/api/v1/admin/flush"
+    refused = api.post("/api/v1/webhooks", json={"url": own, "events": ["alert.firing"]})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["details"]["field"] == "url"
+    assert "this Hakon server itself" in refused.json()["error"]["message"]
+    other = f"http://{host}:{proc.port + 1}/hook"
+    hook = api.post("/api/v1/webhooks", json={"url": other, "events": ["alert.firing"]})
+    assert hook.status_code == 201
+    moved = api.patch(f"/api/v1/webhooks/{hook.json()['id']}", json={"url": own})
+    assert moved.status_code == 400
+    assert api.get(f"/api/v1/webhooks/{hook.json()['id']}").json()["url"] == other
+
+
 def test_a_restart_does_not_announce_a_firing_alert_twice(
     tmp_path: Path, receivers: list[Receiver]
 ) -> None:
