@@ -36,13 +36,20 @@ def runtime_of(request: Request) -> Runtime:
 
 
 class RequireScope:
-    """Authenticate, rate-limit in `bucket`, then check `scope` (None: any valid token)."""
+    """Authenticate, rate-limit in `bucket`, then check `scope` (None: any valid token).
 
-    def __init__(self, scope: str | None, bucket: str = "api") -> None:
+    A token bound to a node or cluster is an agent's: it is accepted only where
+    `bound_ok` says the route itself confines the caller to its binding (the ingest
+    routes, and the routes about the token itself); everywhere else it is a 403,
+    whatever its scopes, so an agent's token never reads or changes the rest.
+    """
+
+    def __init__(self, scope: str | None, bucket: str = "api", bound_ok: bool = False) -> None:
         if scope is not None and scope not in SCOPES:
             raise ValueError(f"unknown scope {scope}")
         self.scope = scope
         self.bucket = bucket
+        self.bound_ok = bound_ok
 
     async def check(
         self, request: Request, credentials: HTTPAuthorizationCredentials | None
@@ -69,6 +76,12 @@ class RequireScope:
                     f"rate limit of {limiter.burst} requests exceeded for {claims.subject!r}",
                     retry_after=decision.retry_after,
                 )
+        if not self.bound_ok and (claims.node_id or claims.cluster_id):
+            raise Forbidden(
+                f"this token is bound to {binding(claims)}: it may only send that "
+                "node's or cluster's metrics and read its own views",
+                details={"node_id": claims.node_id, "cluster_id": claims.cluster_id},
+            )
         if self.scope is not None and not claims.allows(self.scope):
             raise Forbidden(
                 f"token lacks the {self.scope!r} scope",
@@ -78,8 +91,10 @@ class RequireScope:
         return claims
 
 
-def require(scope: str | None, bucket: str = "api") -> Callable[..., Awaitable[TokenClaims]]:
-    checker = RequireScope(scope, bucket)
+def require(
+    scope: str | None, bucket: str = "api", bound_ok: bool = False
+) -> Callable[..., Awaitable[TokenClaims]]:
+    checker = RequireScope(scope, bucket, bound_ok)
 
     async def authenticated(
         request: Request,
@@ -90,3 +105,23 @@ def require(scope: str | None, bucket: str = "api") -> Callable[..., Awaitable[T
         return await checker.check(request, credentials)
 
     return authenticated
+
+
+def confine(claims: TokenClaims, node_id: str | None = None, cluster_id: str | None = None) -> None:
+    """For a route taken with `bound_ok`: a bound token may only touch its own node or
+    cluster (an unbound token passes)."""
+    if not (claims.node_id or claims.cluster_id):
+        return
+    if (claims.node_id and claims.node_id == node_id) or (
+        claims.cluster_id and claims.cluster_id == cluster_id
+    ):
+        return
+    asked = f"node {node_id!r}" if node_id is not None else f"cluster {cluster_id!r}"
+    raise Forbidden(
+        f"this token is bound to {binding(claims)} and may not read {asked}",
+        details={"node_id": claims.node_id, "cluster_id": claims.cluster_id},
+    )
+
+
+def binding(claims: TokenClaims) -> str:
+    return f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"

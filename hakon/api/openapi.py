@@ -156,3 +156,21 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def scope_table(schema: dict[str, Any]) -> str:
+    """docs/security.md's table: every operation and what a token needs to call it."""
+    rows = ["| Method | Path | Token needs |", "| --- | --- | --- |"]
+    for path, operations in sorted(schema["paths"].items()):
+        for method, operation in operations.items():
+            scope = operation.get("x-required-scope")
+            if {} in operation.get("security", []):  # optional auth (`/metrics`)
+                needs = f"nothing by default; `{scope}` with `metrics_require_auth`"
+            elif scope:
+                needs = f"`{scope}` (or `admin`)" if scope != "admin" else "`admin`"
+            elif operation.get("security"):
+                needs = "any valid token"
+            else:
+                needs = "nothing (public)"
+            rows.append(f"| {method.upper()} | `{path}` | {needs} |")
+    return "\n".join(rows) + "\n"

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from hakon.api.auth import require, runtime_of
+from hakon.api.auth import binding, require, runtime_of
 from hakon.auth.tokens import TokenClaims
 from hakon.errors import (
     Forbidden,
@@ -31,7 +31,8 @@ from hakon.ingest.collectors import COLLECTORS, Collector
 from hakon.ingest.service import Ingest
 
 router = APIRouter(tags=["ingest"])
-write_scope = require("metrics:write", bucket="ingest")
+# Every route here checks the token's binding itself.
+write_scope = require("metrics:write", bucket="ingest", bound_ok=True)
 
 JSON_TYPES = ("application/json",)
 TEXT_TYPES = ("", "text/plain", "application/octet-stream", "application/x-www-form-urlencoded")
@@ -101,13 +102,9 @@ def _encoding(request: Request) -> str:
     return request.headers.get("content-encoding", "")
 
 
-def _binding(claims: TokenClaims) -> str:
-    return f"node {claims.node_id!r}" if claims.node_id else f"cluster {claims.cluster_id!r}"
-
-
 def _unbound(claims: TokenClaims, what: str) -> None:
     if claims.node_id or claims.cluster_id:
-        bound = _binding(claims)
+        bound = binding(claims)
         raise Forbidden(
             f"this token is bound to {bound} and may not write {what}",
             details={"node_id": claims.node_id, "cluster_id": claims.cluster_id},
@@ -137,7 +134,7 @@ def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult
         )
         if claims.node_id or (claims.cluster_id and claims.cluster_id != cluster_id):
             raise Forbidden(
-                f"this token is bound to {_binding(claims)} and may not write for cluster "
+                f"this token is bound to {binding(claims)} and may not write for cluster "
                 f"{cluster_id!r}",
                 details={"field": "cluster_id", "cluster_id": cluster_id},
             )
@@ -191,7 +188,7 @@ async def ingest_node_metrics(
     ingest: Ingest = Depends(ingest_slot),
 ) -> NodeMetricsResult:
     if claims.cluster_id or (claims.node_id and claims.node_id != node_id):
-        bound = _binding(claims)
+        bound = binding(claims)
         raise Forbidden(
             f"this token is bound to {bound} and may not write metrics of node {node_id!r}",
             details={"field": "node_id", "node_id": node_id},

@@ -14,13 +14,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from hakon.api.auth import require, runtime_of
+from hakon.api.auth import confine, require, runtime_of
+from hakon.auth.tokens import TokenClaims
 from hakon.errors import InvalidRequest
 from hakon.query import views
 from hakon.query.native import AGGREGATES, parse_aggregate
 from hakon.query.timeparse import parse_duration_ms, parse_time_ms
 
-router = APIRouter(tags=["metrics"], dependencies=[Depends(require("metrics:read"))])
+router = APIRouter(tags=["metrics"])
+reader = require("metrics:read")
+# A node's or cluster's own agent token may read that node's or cluster's view.
+own_reader = require("metrics:read", bound_ok=True)
 
 TIMEFRAME = Query("1h", description="How far back from now: 1h, 24h, 7d, 30d, ...")
 RESOLUTION = Query("5m", description="Bucket width, aligned to it since the epoch: 1m, 5m, 1h, ...")
@@ -116,13 +120,16 @@ async def node_metrics(
     timeframe: str = TIMEFRAME,
     resolution: str = RESOLUTION,
     aggregate: str = AGGREGATE,
+    claims: TokenClaims = Depends(own_reader),
 ) -> JSONResponse:
+    confine(claims, node_id=node_id)
     return await _timeframe_view(request, views.node_metrics, timeframe, resolution, aggregate,
                                  node_id)  # fmt: skip
 
 
 @router.get(
     "/api/v1/metrics",
+    dependencies=[Depends(reader)],
     response_model=FleetMetricsView,
     summary="Metrics of all edge nodes: aggregated per bucket and per node",
 )
@@ -148,7 +155,9 @@ async def cluster_metrics(
     step: str = Query("5m", description="Bucket width: 1m, 5m, 1h, ..."),
     metrics: str | None = Query(None, description=METRICS_HELP),
     aggregate: str = AGGREGATE,
+    claims: TokenClaims = Depends(own_reader),
 ) -> JSONResponse:
+    confine(claims, cluster_id=cluster_id)
     agg = parse_aggregate(aggregate)
     end_ms = parse_time_ms(end, "end") if end else int(time.time() * 1000)
     start_ms = parse_time_ms(start, "start") if start else end_ms - 3_600_000

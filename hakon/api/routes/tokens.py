@@ -124,7 +124,7 @@ def _default_subject(body: TokenCreate) -> str | None:
     summary="Check a token; 200 with valid=false and a reason when it is not good",
 )
 async def validate_token(
-    body: TokenBody, request: Request, _: TokenClaims = Depends(require(None))
+    body: TokenBody, request: Request, _: TokenClaims = Depends(require(None, bound_ok=True))
 ) -> TokenValidation:
     try:
         claims = runtime_of(request).authority.verify(body.token)
@@ -139,7 +139,7 @@ async def validate_token(
     summary="Revoke a token at once and for good (admin, or the token itself)",
 )
 async def revoke_token(
-    body: TokenBody, request: Request, caller: TokenClaims = Depends(require(None))
+    body: TokenBody, request: Request, caller: TokenClaims = Depends(require(None, bound_ok=True))
 ) -> Revoked:
     runtime_of(request).authority.revoke(body.token, by=caller)
     return Revoked(success=True, message="Token successfully revoked")
