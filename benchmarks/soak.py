@@ -197,6 +197,7 @@ def main() -> None:
                 held = admin.get("/api/v1/admin/storage").json()
                 print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
                       f"(block cache {held['block_cache_bytes'] / 2**20:6.1f} MiB, "
+                      f"catalog {held['catalog_memory_bytes'] / 2**20:6.1f} MiB, "
                       f"head {held['head_samples']:>9,} samples, {held['series']:,} series)",
                       flush=True)  # fmt: skip
                 time.sleep(min(args.sample, max(0.1, duration - elapsed)))

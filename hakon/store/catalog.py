@@ -88,6 +88,11 @@ class Catalog:
                 self.note_damage(table, row[0], exc)
         return out
 
+    def memory_bytes(self) -> int:
+        """What DuckDB holds in memory for the catalog (buffers, indexes, pending WAL)."""
+        rows = self.fetchall("SELECT sum(memory_usage_bytes) FROM duckdb_memory()")
+        return int(rows[0][0] or 0)
+
     def close(self) -> None:
         with self._lock:
             self._con.close()

@@ -40,6 +40,9 @@ class StorageStats(BaseModel):
     )
     wal_replayed_samples: int = Field(description="Samples restored from the WAL at start.")
     wal_replay_seconds: float
+    catalog_memory_bytes: int = Field(
+        0, description="Memory DuckDB holds for the catalog (its buffers and indexes)."
+    )
     damaged: list[DamagedBlock] = Field(description="Blocks that could not be opened.")
     damaged_rows: list[DamagedRow] = Field(
         default_factory=list, description="Catalog rows that could not be read (skipped)."
@@ -61,7 +64,8 @@ def _stats(request: Request) -> StorageStats:
     runtime = runtime_of(request)
     catalog = runtime.catalog
     rows = [DamagedRow(**d) for d in catalog.damaged] if catalog is not None else []
-    return StorageStats(**runtime.store.stats(), damaged_rows=rows)
+    memory = catalog.memory_bytes() if catalog is not None else 0
+    return StorageStats(**runtime.store.stats(), damaged_rows=rows, catalog_memory_bytes=memory)
 
 
 @router.post(
