@@ -61,8 +61,9 @@ def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
 class DataSet:
     """Per-series value generators, vectorized across series, one scrape at a time."""
 
-    def __init__(self, n: int, seed: int = 1) -> None:
+    def __init__(self, n: int, seed: int = 1, jitter: str = "uniform") -> None:
         self.rng = np.random.default_rng(seed)
+        self.jitter = jitter
         labels = label_sets(n)
         canon = [canonical(ls) for ls in labels]
         self.ids = series_ids(canon)
@@ -88,8 +89,23 @@ class DataSet:
         v[mg] = np.maximum(v[mg] + rng.integers(-64, 65, mg.sum()) * 4096, 4096)
         cg = self.core_gauge
         v[cg] = np.round(np.abs(rng.normal(0.25, 0.1, cg.sum())), 3)
-        ts = base + k * STEP_MS + rng.integers(0, 21, n)
+        ts = base + k * STEP_MS + scrape_jitter(rng, n, self.jitter)
         return ts, v.copy()
+
+
+JITTER = {
+    "uniform": "every sample 0-20 ms late, independently (the harsh case)",
+    "late": "5 % of samples 1-20 ms late, the rest on the 15 s grid",
+    "aligned": "every sample on the grid (Prometheus aligns scrapes within 2 ms)",
+}
+
+
+def scrape_jitter(rng: np.random.Generator, n: int, model: str) -> np.ndarray:
+    if model == "aligned":
+        return np.zeros(n, dtype=np.int64)
+    if model == "late":
+        return np.where(rng.random(n) < 0.05, rng.integers(1, 21, n), 0)
+    return rng.integers(0, 21, n)
 
 
 def open_store(path: Path, **kw: int) -> tuple[Catalog, Store]:
@@ -116,12 +132,13 @@ def report(name: str, value: float, unit: str) -> None:
 
 def bench_main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hakon-bench-"))
-    ds = DataSet(args.series)
+    ds = DataSet(args.series, jitter=args.jitter)
     scrapes = int(args.hours * 3600_000 // STEP_MS)
     now = int(time.time() * 1000)
     base = now - now % BLOCK_MS - BLOCK_MS * int(np.ceil(args.hours / 2)) - BLOCK_MS
     catalog, store = open_store(tmp)
-    print(f"data set: {args.series} series x {scrapes} scrapes = {args.series * scrapes:,} samples")
+    print(f"data set: {args.series} series x {scrapes} scrapes = {args.series * scrapes:,} samples"
+          f", timestamps {args.jitter} ({JITTER[args.jitter]})")  # fmt: skip
 
     # Register every series first so both append phases measure steady state.
     store.append(batches_for(DataSet(args.series, seed=9), 0, base - STEP_MS, args.series)[0])
@@ -320,6 +337,8 @@ def main() -> None:
         choices=["all", "main", "day", "memory", "serve-replay", "fill-wal"],
     )
     ap.add_argument("--series", type=int, default=100_000)
+    ap.add_argument("--jitter", choices=sorted(JITTER), default="uniform",
+                    help="scrape timestamps: " + "; ".join(f"{k}: {v}" for k, v in JITTER.items()))  # fmt: skip
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--day-series", type=int, default=100)
     ap.add_argument("--memory-series", type=int, default=1_000_000)
