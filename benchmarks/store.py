@@ -337,8 +337,9 @@ def main() -> None:
         choices=["all", "main", "day", "memory", "serve-replay", "fill-wal"],
     )
     ap.add_argument("--series", type=int, default=100_000)
+    models = "; ".join(f"{k}: {v}" for k, v in JITTER.items())
     ap.add_argument("--jitter", choices=sorted(JITTER), default="uniform",
-                    help="scrape timestamps: " + "; ".join(f"{k}: {v}" for k, v in JITTER.items()))  # fmt: skip
+                    help="scrape timestamps: " + models)  # fmt: skip
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--day-series", type=int, default=100)
     ap.add_argument("--memory-series", type=int, default=1_000_000)

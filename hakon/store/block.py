@@ -3,7 +3,8 @@
 Layout (docs/format/blocks.md): rows sorted by (series, ts), one time
 partition per block, zstd-compressed row columns
 
-    tsr     int32   BYTE_STREAM_SPLIT    timestamp - (ts_grid + i * ts_period), i the row in its series
+    tsr     int32   BYTE_STREAM_SPLIT    timestamp - (ts_grid + i * ts_period), i its row
+                                         within its series
     vx      int64   DELTA_BINARY_PACKED  stitched (scaled value - v0) / step
     vfloat  float64 nullable, BYTE_STREAM_SPLIT: the raw float where no exact scale exists
 
@@ -12,9 +13,11 @@ with one entry per series: id, first row, rows, first and last timestamp,
 first scaled value `v0`, `step`, decimal `scale`, whether it has raw-float
 rows, and its timestamp grid (`ts_grid`, `ts_period`). Blocks of format 1
 have a stitched DELTA_BINARY_PACKED `tsx` column instead of `tsr` and no grid;
-they are read as they are and rewritten in the current format when merged. Reads look series up in the directory, decode only the row groups
-their rows lie in and only two or three columns: every column read costs
-about the same per row, so per-series facts do not belong in row columns.
+they are read as they are and rewritten in the current format when merged.
+
+Reads look series up in the directory, decode only the row groups their
+rows lie in and only two or three columns: every column read costs about the
+same per row, so per-series facts do not belong in row columns.
 
 Metric values are mostly integers or short decimals; stored as exact scaled
 integers (value * 10**scale) they delta-encode to a few bits, while any value
@@ -359,12 +362,11 @@ class Directory:
     def parse(cls, data: bytes) -> Directory:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
         names = set(table.column_names)
-        return cls(
-            **{
-                name: table.column(name).to_numpy() if name in names else None
-                for name in DIRECTORY_SCHEMA.names
-            }
-        )
+        columns: dict[str, Any] = {
+            name: table.column(name).to_numpy() if name in names else None
+            for name in DIRECTORY_SCHEMA.names
+        }
+        return cls(**columns)
 
 
 @dataclass
