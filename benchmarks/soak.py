@@ -198,6 +198,9 @@ def main() -> None:
                 print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
                       f"(block cache {held['block_cache_bytes'] / 2**20:6.1f} MiB, "
                       f"catalog {held['catalog_memory_bytes'] / 2**20:6.1f} MiB, "
+                      f"arrow {held['arrow_memory_bytes'] / 2**20:6.1f} MiB, "
+                      f"heap used {held['heap_in_use_bytes'] / 2**20:6.1f} "
+                      f"free {held['heap_free_kept_bytes'] / 2**20:6.1f} MiB, "
                       f"head {held['head_samples']:>9,} samples, {held['series']:,} series)",
                       flush=True)  # fmt: skip
                 time.sleep(min(args.sample, max(0.1, duration - elapsed)))

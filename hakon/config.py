@@ -294,6 +294,13 @@ class Settings:
         _int_between(1000, 10**9),
         "Label sets whose series ids the ingest path remembers (per format).",
     )
+    malloc_keep_bytes: int = _setting(
+        512 << 20,
+        _int_between(0, 1 << 40),
+        "Arrays up to this size are taken from and freed back to the heap instead of "
+        "fresh mappings: big queries skip page faults, at the price of heap that can "
+        "fragment (glibc only; 0 keeps glibc's own thresholds).",
+    )
     block_cache_size: int = _setting(
         256 << 20,
         _int_between(0, 1 << 40),

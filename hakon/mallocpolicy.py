@@ -56,3 +56,34 @@ def release_free_memory() -> bool:
         return False
     trim.argtypes = [ctypes.c_size_t]
     return bool(trim(0))
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def heap_usage() -> dict[str, int] | None:
+    """glibc's view of its heap (`mallinfo2`): bytes in use, free but kept, and mmapped.
+
+    What an operator needs to tell a leak (in use grows) from fragmentation
+    (free but kept grows) when the resident size rises."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        mallinfo2 = ctypes.CDLL(name).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {
+        "in_use": int(info.uordblks + info.hblkhd),
+        "free_kept": int(info.fordblks),
+        "mmapped": int(info.hblkhd),
+    }

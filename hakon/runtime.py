@@ -163,7 +163,8 @@ class Runtime:
             log.exception("opening storage failed")
             raise
         self._gc = GcFreezer().start()  # after the replay and index load: freeze them
-        keep_large_blocks()
+        if self.settings.malloc_keep_bytes:
+            keep_large_blocks(self.settings.malloc_keep_bytes)
         self._ready.set()
         log.info("storage open in %s", self.settings.data_dir)
 

@@ -71,6 +71,29 @@ def _check_rules(settings: Settings) -> None:
         raise SystemExit("hakon: cannot load rules:\n  " + "\n  ".join(exc.problems)) from None
 
 
+def _memory_report_on_sigusr2() -> None:
+    """With PYTHONTRACEMALLOC set, SIGUSR2 logs where memory grew since the last signal:
+    the tool for a server whose resident size keeps rising."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return
+    last: list[tracemalloc.Snapshot] = []
+
+    def report(signum: int, frame: object) -> None:
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        stats = snapshot.compare_to(last[0], "lineno") if last else snapshot.statistics("lineno")
+        total = sum(s.size for s in snapshot.statistics("filename"))
+        lines = [f"traced memory {total / 2**20:.1f} MiB; largest changes:"]
+        lines += [f"  {stat}" for stat in stats[:25]]
+        log.warning("\n".join(lines))
+        last[:] = [snapshot]
+
+    signal.signal(signal.SIGUSR2, report)
+
+
 def _reload_on_sighup(runtime: Runtime) -> None:
     def reload(signum: int, frame: object) -> None:
         def run() -> None:
@@ -125,6 +148,7 @@ def serve(settings: Settings) -> int:
     )
     server = _Server(config)
     _reload_on_sighup(runtime)
+    _memory_report_on_sigusr2()
     log.info("started in %.0f ms", (time.monotonic() - started) * 1000)
     server.run(sockets=[sock])
     log.info("stopped")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pyarrow as pa
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from hakon.alerting.rules import RuleFileError
 from hakon.api.auth import require, runtime_of
 from hakon.errors import InvalidRequest
+from hakon.mallocpolicy import heap_usage
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 
@@ -43,6 +45,11 @@ class StorageStats(BaseModel):
     catalog_memory_bytes: int = Field(
         0, description="Memory DuckDB holds for the catalog (its buffers and indexes)."
     )
+    arrow_memory_bytes: int = Field(0, description="Bytes allocated by Arrow's memory pool.")
+    heap_in_use_bytes: int = Field(0, description="glibc heap in use (0 where not glibc).")
+    heap_free_kept_bytes: int = Field(
+        0, description="glibc heap freed but kept by the allocator (fragmentation)."
+    )
     damaged: list[DamagedBlock] = Field(description="Blocks that could not be opened.")
     damaged_rows: list[DamagedRow] = Field(
         default_factory=list, description="Catalog rows that could not be read (skipped)."
@@ -65,7 +72,15 @@ def _stats(request: Request) -> StorageStats:
     catalog = runtime.catalog
     rows = [DamagedRow(**d) for d in catalog.damaged] if catalog is not None else []
     memory = catalog.memory_bytes() if catalog is not None else 0
-    return StorageStats(**runtime.store.stats(), damaged_rows=rows, catalog_memory_bytes=memory)
+    heap = heap_usage() or {}
+    return StorageStats(
+        **runtime.store.stats(),
+        damaged_rows=rows,
+        catalog_memory_bytes=memory,
+        arrow_memory_bytes=pa.total_allocated_bytes(),
+        heap_in_use_bytes=heap.get("in_use", 0),
+        heap_free_kept_bytes=heap.get("free_kept", 0),
+    )
 
 
 @router.post(
