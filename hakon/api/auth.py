@@ -107,19 +107,23 @@ def require(
     return authenticated
 
 
-def confine(claims: TokenClaims, node_id: str | None = None, cluster_id: str | None = None) -> None:
-    """For a route taken with `bound_ok`: a bound token may only touch its own node or
-    cluster (an unbound token passes)."""
+def confine(
+    claims: TokenClaims, node_id: str | None = None, cluster_id: str | None = None,
+    action: str = "read",
+) -> None:  # fmt: skip
+    """For a route taken with `bound_ok`: a bound token may only `action` its own node
+    (`node_id`) or cluster (`cluster_id`); an unbound token passes."""
     if not (claims.node_id or claims.cluster_id):
         return
     if (claims.node_id and claims.node_id == node_id) or (
         claims.cluster_id and claims.cluster_id == cluster_id
     ):
         return
-    asked = f"node {node_id!r}" if node_id is not None else f"cluster {cluster_id!r}"
+    field, asked = ("node_id", node_id) if node_id is not None else ("cluster_id", cluster_id)
     raise Forbidden(
-        f"this token is bound to {binding(claims)} and may not read {asked}",
-        details={"node_id": claims.node_id, "cluster_id": claims.cluster_id},
+        f"this token is bound to {binding(claims)} and may not {action} "
+        f"{field.removesuffix('_id')} {asked!r}",
+        details={"field": field, field: asked},
     )
 
 

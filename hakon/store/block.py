@@ -148,7 +148,7 @@ def _grid_points(grid: np.ndarray, period: np.ndarray, count: np.ndarray) -> np.
     starts = np.cumsum(count) - count
     ends = grid + (count - 1) * period  # each run's last point
     steps[starts] = grid - np.concatenate(([0], ends[:-1]))
-    return np.cumsum(steps)
+    return np.cumsum(steps, out=steps)  # in place: no second output-sized array
 
 
 def _row_scales(values: np.ndarray) -> np.ndarray:

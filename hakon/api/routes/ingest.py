@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from hakon.api.auth import binding, require, runtime_of
+from hakon.api.auth import binding, confine, require, runtime_of
 from hakon.auth.tokens import TokenClaims
 from hakon.errors import (
     Forbidden,
@@ -132,12 +132,7 @@ def _hakongo_route(collector: Collector) -> Callable[..., Awaitable[IngestResult
         (cluster_id, context), batch = await ingest.decode(
             f"hakongo/{collector.path}", raw, _encoding(request), GZIP
         )
-        if claims.node_id or (claims.cluster_id and claims.cluster_id != cluster_id):
-            raise Forbidden(
-                f"this token is bound to {binding(claims)} and may not write for cluster "
-                f"{cluster_id!r}",
-                details={"field": "cluster_id", "cluster_id": cluster_id},
-            )
+        confine(claims, cluster_id=cluster_id, action="write metrics of")
         await ingest.append(batch)
         registries = runtime_of(request).registries
         if not registries.clusters.seen(cluster_id, context):
@@ -187,12 +182,7 @@ async def ingest_node_metrics(
     claims: TokenClaims = Depends(write_scope),
     ingest: Ingest = Depends(ingest_slot),
 ) -> NodeMetricsResult:
-    if claims.cluster_id or (claims.node_id and claims.node_id != node_id):
-        bound = binding(claims)
-        raise Forbidden(
-            f"this token is bound to {bound} and may not write metrics of node {node_id!r}",
-            details={"field": "node_id", "node_id": node_id},
-        )
+    confine(claims, node_id=node_id, action="write metrics of")
     _media_type(request, JSON_TYPES)
     raw = await _read_body(request, ingest)
     recorded_at, batch = await ingest.decode("edge", raw, _encoding(request), GZIP, node_id)
