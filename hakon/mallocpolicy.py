@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,21 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
-def keep_large_blocks(threshold_bytes: int = 512 << 20) -> bool:
-    """True when glibc accepted the thresholds."""
+def _libc(function: str) -> Any:
+    """A glibc function, or None where the C library has no such function."""
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        return getattr(ctypes.CDLL(name), function)
     except (OSError, AttributeError):
+        return None
+
+
+def keep_large_blocks(threshold_bytes: int = 512 << 20) -> bool:
+    """True when glibc accepted the thresholds."""
+    mallopt = _libc("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(
@@ -47,12 +54,8 @@ def release_free_memory() -> bool:
     The thresholds above keep freed blocks for the next query; after a head
     flush, though, the freed memory is the old head's and stays free until the
     next flush, so keeping it only inflates the resident size."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    trim = _libc("malloc_trim")
+    if trim is None:
         return False
     trim.argtypes = [ctypes.c_size_t]
     return bool(trim(0))
@@ -73,12 +76,8 @@ def heap_usage() -> dict[str, int] | None:
 
     What an operator needs to tell a leak (in use grows) from fragmentation
     (free but kept grows) when the resident size rises."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        mallinfo2 = ctypes.CDLL(name).mallinfo2
-    except (OSError, AttributeError):
+    mallinfo2 = _libc("mallinfo2")
+    if mallinfo2 is None:
         return None
     mallinfo2.restype = _MallInfo2
     info = mallinfo2()
