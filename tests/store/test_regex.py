@@ -64,7 +64,7 @@ def test_a_hostile_pattern_answers_at_once(pattern: str) -> None:
     """Each of these takes Python's backtracking `re` minutes or more on this value."""
     value = "a" * 4096 + "!"
     result: list[bool] = []
-    worker = threading.Thread(target=lambda: result.append(Regex(pattern).test(value)))
+    worker = threading.Thread(target=lambda: result.append(Regex(pattern).test(value)), daemon=True)
     started = time.monotonic()
     worker.start()
     worker.join(timeout=10)
