@@ -262,13 +262,12 @@ class Notifier:
             rows.append(["dl_" + uuid.uuid4().hex[:16], hook.id, event, body, now, now])
         if rows:
             with self.catalog.transaction() as con:
-                for row in rows:
-                    con.execute(
-                        "INSERT INTO webhook_deliveries (id, webhook_id, event, body, status, "
-                        "attempts, next_attempt_ms, created_ms) "
-                        "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-                        row,
-                    )
+                con.executemany(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, event, body, status, "
+                    "attempts, next_attempt_ms, created_ms) "
+                    "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+                    rows,
+                )
             self._wake.set()
         return len(rows)
 
@@ -345,13 +344,12 @@ class Notifier:
             return
         try:
             with self.catalog.transaction() as con:
-                for values in results:
-                    con.execute(
-                        "UPDATE webhook_deliveries SET status = ?, attempts = ?, "
-                        "next_attempt_ms = ?, last_status = ?, last_error = ?, "
-                        "latency_ms = ?, done_ms = ? WHERE id = ?",
-                        values,
-                    )
+                con.executemany(
+                    "UPDATE webhook_deliveries SET status = ?, attempts = ?, "
+                    "next_attempt_ms = ?, last_status = ?, last_error = ?, "
+                    "latency_ms = ?, done_ms = ? WHERE id = ?",
+                    results,
+                )
         except Exception:
             for values in results:  # kept for the next pass (e.g. once the disk has room)
                 self._results.put(values)

@@ -657,7 +657,7 @@ class Store:
                 merged = self.compact()
                 retired = self.apply_retention()
                 if flushed or merged or retired or self._heap_bloated():
-                    release_free_memory()  # the old head's memory, free until the next flush
+                    release_free_memory()  # freed heap, kept by glibc until trimmed
             except Exception:
                 log.exception("storage maintenance failed; retrying in the next round")
 

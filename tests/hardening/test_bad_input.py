@@ -76,11 +76,8 @@ BAD_TEXT: dict[str, bytes] = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HakonProcess]:
-    proc = HakonProcess(tmp_path_factory.mktemp("bad") / "data", "--rate-limit-rps", "0").start()
-    try:
+    with HakonProcess(tmp_path_factory.mktemp("bad") / "data", "--rate-limit-rps", "0") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")

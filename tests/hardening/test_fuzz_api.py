@@ -35,13 +35,10 @@ def _binary(ctx: object, value: object) -> bytes:
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HakonProcess]:
     data: Path = tmp_path_factory.mktemp("fuzz") / "data"
-    proc = HakonProcess(
+    with HakonProcess(
         data, "--rate-limit-rps", "0", "--function-timeout", "1s", "--webhook-give-up", "5s"
-    ).start()
-    try:
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_every_route_keeps_its_contract(fuzz_server: HakonProcess) -> None:

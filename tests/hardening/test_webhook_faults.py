@@ -60,11 +60,8 @@ class RawListener:
 def server(tmp_path: Path) -> Iterator[HakonProcess]:
     rules = tmp_path / "rules.yml"
     rules.write_text(RULES)
-    proc = HakonProcess(tmp_path / "data", "--rules", str(rules), "--webhook-give-up", "6s").start()
-    try:
+    with HakonProcess(tmp_path / "data", "--rules", str(rules), "--webhook-give-up", "6s") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_misbehaving_receivers_hold_up_nothing(server: HakonProcess) -> None:
