@@ -50,6 +50,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                 await opening
             with contextlib.suppress(Exception):
                 await runtime.registries.invoker.close()
+            with contextlib.suppress(Exception):
+                await runtime.ingest.decoding.detach()
             await asyncio.to_thread(runtime.close)
 
     app = FastAPI(

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -39,6 +35,7 @@ from hakon.ingest.influx import InfluxDecoder
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.remote_write import RemoteWriteDecoder
 from hakon.ingest.series import LabelsLookup, SeriesRegistry
+from hakon.ingest.workers import WorkerDied, WorkerProcess
 from hakon.store.interface import SampleBatch
 from hakon.store.labels import Labels
 
@@ -80,58 +77,7 @@ class Decoders:
         raise ValueError(f"unknown format {fmt!r}")
 
 
-# -- the worker side ------------------------------------------------------------------
-
-_worker: dict[str, Any] = {}  # in a worker process: its decoders and their generation
-
-
-def _start_worker(limits: IngestLimits) -> None:
-    _worker.update(decoders=Decoders(limits), generation=0)
-    parent = os.getppid()
-    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
-
-
-def _exit_with(parent: int) -> None:
-    """A worker outlives a server killed with SIGKILL otherwise (it waits on its queue)."""
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(0)
-
-
-def _ready() -> bool:
-    return bool(_worker)
-
-
-def _decode_in_worker(
-    generation: int,
-    fmt: str,
-    raw: bytes,
-    encoding: str,
-    allowed: tuple[str, ...],
-    args: tuple[Any, ...],
-) -> tuple[Any, ...]:
-    decs: Decoders = _worker["decoders"]
-    if generation != _worker["generation"]:  # the server dropped labels: forget everything
-        decs = Decoders(decs.limits)
-        _worker.update(decoders=decs, generation=generation)
-    registries = decs.registries()
-    journal: dict[int, Labels] = {}
-    for r in registries:
-        r.journal = journal
-    try:
-        body = decode_body(raw, encoding, allowed, decs.limits.max_decoded_bytes)
-        extra, batch = decs.decode(fmt, body, args)
-    except HakonError as exc:
-        return ("error", exc.code, exc.message, exc.details, getattr(exc, "retry_after", None))
-    finally:
-        for r in registries:
-            r.journal = None
-    # Sorted by series here, on the worker's core: the store's head then merges
-    # presorted chunks (timsort finds the runs) instead of sorting arrival order.
-    order = np.argsort(batch.sample_series, kind="stable")
-    ids, ts, values = batch.sample_series[order], batch.timestamps[order], batch.values[order]
-    return ("ok", extra, ids, ts, values, journal)
+# -- results from workers ------------------------------------------------------------
 
 
 def _rebuild_error(
@@ -172,56 +118,67 @@ class Decoding:
         self._generation = 0
         self._lock = threading.Lock()
         self.processes = processes
-        self.pool: ProcessPoolExecutor | None = self._new_pool() if processes > 0 else None
+        self.workers: list[WorkerProcess] = []
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(self.limits,),
-        )
-
-    def _replace_pool(self, broken: ProcessPoolExecutor | None) -> None:
-        """A worker was killed (OOM, signal): the pool is unusable; start a new one once."""
+    def warm(self) -> None:
+        """Start the workers now rather than on the first large request."""
         with self._lock:
-            if self.pool is broken and broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
-                self.pool = self._new_pool()
-                self._generation += 1  # new workers know nothing: they report every label
-                log.warning("a decode worker died; decode workers restarted")
+            while len(self.workers) < self.processes:
+                self.workers.append(WorkerProcess(self.limits))
+
+    async def detach(self) -> None:
+        """Let go of the running event loop (before it ends); see `WorkerProcess.detach`."""
+        for w in list(self.workers):
+            await w.detach()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            workers, self.workers = self.workers, []
+        for w in workers:
+            w.stop()
+
+    def _worker(self) -> WorkerProcess:
+        """The least busy live worker; a dead one is replaced (its caches are gone with it,
+        so every worker starts a new generation and reports labels afresh)."""
+        self.warm()
+        with self._lock:
+            for i, w in enumerate(self.workers):
+                if not w.alive():
+                    w.stop()
+                    self.workers[i] = WorkerProcess(self.limits)
+                    self._generation += 1
+                    log.warning("a decode worker died; it has been restarted")
+            return min(self.workers, key=lambda w: w.outstanding)
 
     async def decode(
         self, fmt: str, raw: bytes, encoding: str, allowed: tuple[str, ...], *args: Any
     ) -> tuple[Any, SampleBatch]:
-        if self.pool is None or len(raw) < self.INLINE_BYTES:
+        if self.processes <= 0 or len(raw) < self.INLINE_BYTES:
             if len(raw) < self.THREAD_BYTES:
                 return self._decode_here(fmt, raw, encoding, allowed, args)
             # No worker processes: still keep a big body from stalling the event loop.
             return await asyncio.to_thread(self._decode_here, fmt, raw, encoding, allowed, args)
-        loop = asyncio.get_running_loop()
-        pool = self.pool
         try:
-            result = await loop.run_in_executor(
-                pool, _decode_in_worker, self._generation, fmt, raw, encoding, allowed, args
+            header, payload, offset = await self._worker().call(
+                (self._generation, fmt, encoding, allowed, args), raw
             )
-        except BrokenProcessPool:
-            self._replace_pool(pool)
+        except WorkerDied:
             raise Unavailable(
                 "a decode worker died; it has been restarted, retry the request", retry_after=1
             ) from None
-        if result[0] == "error":
-            raise _rebuild_error(*result[1:])
-        _, extra, ids, ts, values, journal = result
+        if header[0] == "error":
+            raise _rebuild_error(*header[1:])
+        if header[0] == "crash":
+            raise RuntimeError(f"decode worker failed: {header[1]}")
+        _, extra, n, journal = header
         if journal:
             with self._lock:
                 self._labels.update(journal)
                 if len(self._labels) >= self._sweep_at:
                     self._sweep()
+        ids = np.frombuffer(payload, dtype=np.int64, count=n, offset=offset)
+        ts = np.frombuffer(payload, dtype=np.int64, count=n, offset=offset + 8 * n)
+        values = np.frombuffer(payload, dtype=np.float64, count=n, offset=offset + 16 * n)
         batch = SampleBatch(
             series_ids=ids,
             series_labels=LabelsLookup(ids, self.labels_of),
@@ -255,12 +212,6 @@ class Decoding:
             self._labels = {}
             self._generation += 1
         self._sweep_at = len(self._labels) + self.SWEEP_EVERY
-
-    def warm(self) -> None:
-        """Start the workers now (in the background) rather than on the first large request."""
-        if self.pool is not None:
-            for _ in range(self.processes):
-                self.pool.submit(_ready)
 
 
 def default_processes() -> int:

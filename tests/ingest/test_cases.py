@@ -21,9 +21,8 @@ import asyncio
 import base64
 import gzip
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,9 @@ import pytest
 
 from hakon.api.app import create_app
 from hakon.config import Settings
-from hakon.ingest import decoding
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.remote_write import encode_write_request
+from hakon.ingest.workers import WorkerProcess
 from hakon.runtime import Runtime
 from hakon.store.labels import Matcher, series_id
 
@@ -97,16 +96,18 @@ def _value(value: Any, t: dict[str, int]) -> float:
 _POOL: dict[str, Any] = {}
 
 
-def _worker_pool() -> ProcessPoolExecutor:
+@pytest.fixture(scope="module", autouse=True)
+def _stop_shared_worker() -> Iterator[None]:
+    yield
+    if "worker" in _POOL:
+        _POOL.pop("worker").stop()
+
+
+def _shared_worker() -> WorkerProcess:
     """One decode worker shared by the cases that run through a worker process."""
-    if "pool" not in _POOL:
-        _POOL["pool"] = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=decoding._start_worker,
-            initargs=(IngestLimits(),),
-        )
-    return _POOL["pool"]
+    if "worker" not in _POOL:
+        _POOL["worker"] = WorkerProcess(IngestLimits())
+    return _POOL["worker"]
 
 
 async def _run(
@@ -119,7 +120,7 @@ async def _run(
     await asyncio.to_thread(runtime.open)
     if in_worker:  # every body goes through the worker process, however small
         dec = runtime.ingest.decoding
-        dec.pool, dec.processes, dec.INLINE_BYTES = _worker_pool(), 1, 0
+        dec.workers, dec.processes, dec.INLINE_BYTES = [_shared_worker()], 1, 0
         _POOL["generation"] = dec._generation = _POOL.get("generation", 0) + 1  # a fresh store
     app = create_app(runtime)
     t = case["_times"]
@@ -131,6 +132,8 @@ async def _run(
             headers=case.get("headers", {}),
             params={k: _substitute(v, t) for k, v in case.get("params", {}).items()},
         )
+    if in_worker:
+        await runtime.ingest.decoding.detach()  # the shared worker outlives this loop
     return response, runtime
 
 
@@ -191,5 +194,5 @@ def test_case(path: Path, in_worker: bool, tmp_path: Path) -> None:
                     assert body[k] == v, body
     finally:
         if in_worker:
-            runtime.ingest.decoding.pool = None  # shared: not the runtime's to shut down
+            runtime.ingest.decoding.workers = []  # shared: not the runtime's to shut down
         runtime.close()
