@@ -106,7 +106,7 @@ class Decoding:
     """Where each body gets decoded, and the labels workers reported."""
 
     SWEEP_EVERY = 50_000
-    INLINE_BYTES = 64 * 1024  # smaller bodies are decoded here even with workers
+    INLINE_BYTES = 16 * 1024  # smaller bodies are decoded here: the hop costs more
     THREAD_BYTES = 1 << 20  # without workers, bigger bodies are decoded in a thread
 
     def __init__(self, limits: IngestLimits, processes: int, known: Callable[[int], bool]) -> None:

@@ -79,8 +79,13 @@ class SeriesIndex:
         self._unindexed = []
 
     def _fold_recent(self) -> None:
+        # Recent ids are never in the sorted array (add skips known ids): sort the few
+        # and insert them, linear in the total, where union1d re-sorted everything.
         fresh = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
-        self._sorted_ids = np.union1d(self._sorted_ids, fresh)
+        fresh.sort()
+        self._sorted_ids = np.insert(
+            self._sorted_ids, np.searchsorted(self._sorted_ids, fresh), fresh
+        )
         self._recent = set()
 
     def unknown(self, ids: np.ndarray) -> np.ndarray:
