@@ -7,7 +7,6 @@ Parts are given oldest first; a stable sort keeps that order among equal
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,16 +65,41 @@ def _order(
 
 
 def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
-    """Merge parts (oldest first) into one sorted, deduplicated set."""
+    """Merge parts (oldest first) into one sorted, deduplicated set.
+
+    Sorted parts (head runs, blocks) are laid out series by series without sorting
+    (`_interleave`, linear); unsorted ones after them (the head's tail) are sorted
+    into one part first. A series' rows from later parts usually come later in time
+    (runs are cut in arrival order), so the layout is almost always in (series,
+    time) order already; when it is not (late samples, rewrites), it is sorted from
+    there, which keeps the oldest-first order among equal keys.
+    """
     parts = [p for p in parts if len(p[1])]
     if not parts:
         return EMPTY
-    if len(parts) == 1:
+    ordered = [_is_sorted_unique(p[0], p[1]) for p in parts]
+    if len(parts) == 1 and ordered[0]:
         s, t, v = parts[0]
-        if _is_sorted_unique(s, t):
-            return Samples(s, t, v)
-    elif _time_ordered(parts) and all(_is_sorted_unique(p[0], p[1]) for p in parts):
-        return _interleave(parts, ids)
+        return Samples(s, t, v)
+    # Sorted parts first, then unsorted ones: any other mix is sorted whole, as the
+    # unsorted part must keep its place in the oldest-first order.
+    sorted_prefix = ordered.index(False) if False in ordered else len(parts)
+    if sorted_prefix == 0 or any(ordered[sorted_prefix:]) or len(parts) > 64:
+        return _sort_parts(parts, ids)
+    runs = list(parts[:sorted_prefix])
+    if sorted_prefix < len(parts):
+        rest = _sort_parts(parts[sorted_prefix:], ids)
+        runs.append((rest.series, rest.timestamps, rest.values))
+    if len(runs) == 1:
+        s, t, v = runs[0]
+        return Samples(s, t, v)
+    laid = _interleave(runs, ids)
+    if _is_sorted_unique(laid.series, laid.timestamps):
+        return laid
+    return sort_dedup(laid.series, laid.timestamps, laid.values, ids)
+
+
+def _sort_parts(parts: Sequence[Part], ids: np.ndarray | None) -> Samples:
     return sort_dedup(
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
@@ -84,16 +108,11 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
     )
 
 
-def _time_ordered(parts: Sequence[Part]) -> bool:
-    """Each part lies wholly before the next in time (blocks of successive partitions)."""
-    return all(int(a[1].max()) < int(b[1].min()) for a, b in itertools.pairwise(parts))
-
-
 def _interleave(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
-    """Merge sorted, time-disjoint parts in time order without sorting: each series'
-    rows from part 0, then part 1, ... land at computed positions (one scatter).
+    """Lay sorted parts out series by series without sorting: each series' rows from
+    part 0, then part 1, ... land at computed positions (one scatter per column).
     `ids`, when given, are the sorted unique ids the parts' series are drawn from."""
-    keys = ids if ids is not None else np.unique(np.concatenate([np.unique(p[0]) for p in parts]))
+    keys = ids if ids is not None else np.unique(np.concatenate([_distinct(p[0]) for p in parts]))
     counts = [
         np.searchsorted(p[0], keys, side="right") - np.searchsorted(p[0], keys, side="left")
         for p in parts
@@ -115,6 +134,16 @@ def _interleave(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
         values[dest] = v
         before += count
     return Samples(series, ts, values)
+
+
+def _distinct(sorted_series: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array, in one pass."""
+    if len(sorted_series) < 2:
+        return sorted_series
+    first = np.empty(len(sorted_series), dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_series[1:], sorted_series[:-1], out=first[1:])
+    return sorted_series[first]
 
 
 def _is_sorted_unique(series: np.ndarray, ts: np.ndarray) -> bool:
