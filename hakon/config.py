@@ -237,6 +237,12 @@ class Settings:
     compaction_min_blocks: int = _setting(
         4, _int_between(2, 1000), "Merge a partition's blocks once it has this many."
     )
+    compaction_max_rows: int = _setting(
+        64_000_000,
+        _int_between(1_000_000, 1 << 40),
+        "Most samples one merge rewrites: a merge holds them in memory (24 bytes each, "
+        "about twice that at its peak); blocks past it stay apart and reads merge them.",
+    )
 
     api_max_body_bytes: int = _setting(
         4 << 20,

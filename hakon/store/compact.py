@@ -37,13 +37,21 @@ def split_by_partition(samples: Samples, block_ms: int) -> list[tuple[int, Sampl
 
 
 def plan_compactions(
-    blocks: Sequence[BlockMeta], now_ms: int, block_ms: int, min_blocks: int
+    blocks: Sequence[BlockMeta],
+    now_ms: int,
+    block_ms: int,
+    min_blocks: int,
+    max_rows: int | None = None,
 ) -> list[list[BlockMeta]]:
-    """Groups of raw blocks to merge, one group per partition.
+    """Groups of raw blocks to merge (each group one partition's, consecutive in age).
 
     A partition is merged when it holds `min_blocks` or more raw blocks, or
     when it is closed (its end lies a half block in the past) and holds more
-    than one.
+    than one. A merge holds its inputs in memory, so a group holds at most
+    `max_rows` rows: blocks that would pass it stay apart (reads merge them).
+    Groups are runs of consecutive blocks in age order, because the merged
+    block takes the newest input's age: skipping a block in between would let
+    older samples win over it.
     """
     by_partition: dict[int, list[BlockMeta]] = defaultdict(list)
     for b in blocks:
@@ -52,8 +60,17 @@ def plan_compactions(
     plans = []
     for start, group in sorted(by_partition.items()):
         closed = start + block_ms + block_ms // 2 <= now_ms
-        if len(group) >= min_blocks or (closed and len(group) > 1):
-            plans.append(sorted(group, key=lambda b: (b.seq, b.id)))
+        if len(group) < min_blocks and not (closed and len(group) > 1):
+            continue
+        run: list[BlockMeta] = []
+        for b in sorted(group, key=lambda b: (b.seq, b.id)):
+            if max_rows is not None and run and sum(m.rows for m in run) + b.rows > max_rows:
+                if len(run) > 1:
+                    plans.append(run)
+                run = []
+            run.append(b)
+        if len(run) > 1:
+            plans.append(run)
     return plans
 
 

@@ -70,6 +70,7 @@ class StoreOptions:
     max_future_ms: int = 10 * 60_000
     row_group_rows: int = 8_192  # with 2-3 columns a row, smaller groups read faster
     compaction_min_blocks: int = 4
+    compaction_max_rows: int = 64_000_000  # a merge holds its inputs in memory
     maintenance_interval_s: float = 5.0
     block_cache_bytes: int = 256 << 20
 
@@ -579,6 +580,7 @@ class Store:
                 now_ms,
                 self.options.block_duration_ms,
                 2 if force else self.options.compaction_min_blocks,
+                self.options.compaction_max_rows,
             )
             for group in plans:
                 try:

@@ -108,6 +108,18 @@ def test_compaction_plan(blocks, now, expected) -> None:
     assert [[b.id for b in group] for group in plans] == expected
 
 
+def test_compaction_groups_stay_under_the_row_bound_and_consecutive_in_age() -> None:
+    blocks = [
+        BlockMeta(bid, 0, 0, 0, 1, rows, 100, f"blocks/{bid}", seq)
+        for bid, seq, rows in [("big", 1, 90), ("s1", 2, 20), ("s2", 3, 20), ("s3", 4, 20),
+                               ("s4", 5, 50), ("s5", 6, 10)]
+    ]  # fmt: skip
+    plans = plan_compactions(blocks, 10 * H, 2 * H, min_blocks=4, max_rows=60)
+    # "big" alone passes nothing; s1-s3 fit; s4+s5 fit; s3+s4 would not.
+    assert [[b.id for b in group] for group in plans] == [["s1", "s2", "s3"], ["s4", "s5"]]
+    assert plan_compactions(blocks, 10 * H, 2 * H, min_blocks=4, max_rows=10) == []
+
+
 def test_retention_plan_uses_each_resolutions_window() -> None:
     blocks = [meta("raw", 0, 1), meta("r5", 0, 1, res=300_000), meta("new", 20 * H, 2)]
     retention = {0: 10 * H, 300_000: 100 * H}
