@@ -33,6 +33,19 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[tuple[str, str]]).decode
 
 
+def encode_labels(labels: Labels) -> bytes:
+    """A label set as the catalog stores it (JSON pairs), also used by WAL series records."""
+    return _encode(labels)
+
+
+def decode_labels(text: bytes | str) -> Labels:
+    """Inverse of `encode_labels`; ValueError when `text` is not one."""
+    try:
+        return tuple(_decode(text))
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class BlockMeta:
     id: str
@@ -52,9 +65,12 @@ class Manifest:
         catalog.ensure_schema(SCHEMA)
 
     def add_series(self, ids: np.ndarray, labels: Sequence[Labels]) -> None:
-        table = pa.table(
-            {"id": pa.array(ids, pa.int64()), "labels": [_encode(ls).decode() for ls in labels]}
-        )
+        self.add_encoded_series(ids, [_encode(ls) for ls in labels])
+
+    def add_encoded_series(self, ids: np.ndarray, texts: Sequence[bytes]) -> None:
+        """Record series whose labels are `encode_labels` texts (a repeat does no harm:
+        `load_series` keeps one row per id)."""
+        table = pa.table({"id": pa.array(ids, pa.int64()), "labels": [t.decode() for t in texts]})
         with self.catalog.transaction() as con:
             con.register("new_series", table)
             con.execute("INSERT INTO series SELECT id, labels FROM new_series")

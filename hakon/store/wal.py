@@ -3,11 +3,13 @@
 Record layout (little endian), documented in docs/format/wal.md:
 
     magic  u16  0x4B48 ("HK")
-    kind   u8   1 = samples
+    kind   u8   1 = samples, 2 = series
     flags  u8   0
     length u32  payload bytes
     crc32  u32  zlib.crc32 of the payload
-    payload     n u32, pad u32, series int64[n], timestamps int64[n], values float64[n]
+    payload     samples: n u32, pad u32, series int64[n], timestamps int64[n], values float64[n]
+                series:  n u32, pad u32, ids int64[n], ends u32[n], labels (n JSON texts;
+                         text i ends at byte ends[i] of this blob)
 
 Samples are stored raw (24 bytes each): the log lives only until the next
 flush, and raw arrays write, checksum and replay at memory speed.
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAGIC = 0x4B48
 KIND_SAMPLES = 1
+KIND_SERIES = 2
 HEADER = struct.Struct("<HBBII")
 COUNT = struct.Struct("<II")
 SUFFIX = ".wal"
@@ -47,6 +50,45 @@ class WalRecord:
     series: np.ndarray
     timestamps: np.ndarray
     values: np.ndarray
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    """New series, written ahead of the first samples that use them: labels are
+    durable with those samples, and reach the catalog later, off the write path."""
+
+    ids: np.ndarray
+    labels: list[bytes]  # each the catalog's JSON text of a label set
+
+
+def encode_series(ids: np.ndarray, labels: list[bytes]) -> bytes:
+    n = len(ids)
+    ends = np.cumsum(np.fromiter(map(len, labels), dtype=np.int64, count=n))
+    payload = b"".join(
+        (
+            COUNT.pack(n, 0),
+            np.ascontiguousarray(ids, dtype="<i8").tobytes(),
+            ends.astype("<u4").tobytes(),
+            *labels,
+        )
+    )
+    return HEADER.pack(MAGIC, KIND_SERIES, 0, len(payload), zlib.crc32(payload)) + payload
+
+
+def _series_record(payload: memoryview, n: int) -> SeriesRecord | None:
+    """The record, or None if its parts do not add up (a bug, not a torn write)."""
+    base = COUNT.size
+    if len(payload) < base + 12 * n:
+        return None
+    ids = np.frombuffer(payload, dtype="<i8", count=n, offset=base)
+    ends = np.frombuffer(payload, dtype="<u4", count=n, offset=base + 8 * n).astype(np.int64)
+    blob = payload[base + 12 * n :]
+    if n and (ends[-1] != len(blob) or (np.diff(ends) < 0).any()):
+        return None
+    if not n and len(blob):
+        return None
+    starts = [0, *ends[:-1].tolist()] if n else []
+    return SeriesRecord(ids, [bytes(blob[a:b]) for a, b in zip(starts, ends.tolist(), strict=True)])
 
 
 def encode_samples(series: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> bytes:
@@ -62,17 +104,19 @@ def encode_samples(series: np.ndarray, timestamps: np.ndarray, values: np.ndarra
     return HEADER.pack(MAGIC, KIND_SAMPLES, 0, len(payload), zlib.crc32(payload)) + payload
 
 
-def decode_records(data: bytes | memoryview) -> tuple[list[WalRecord], int, str | None]:
+def decode_records(
+    data: bytes | memoryview,
+) -> tuple[list[WalRecord | SeriesRecord], int, str | None]:
     """Records in `data`, the offset after the last good one, and why reading stopped early."""
     view = memoryview(data)
-    records: list[WalRecord] = []
+    records: list[WalRecord | SeriesRecord] = []
     offset = 0
     size = len(view)
     while offset < size:
         if size - offset < HEADER.size:
             return records, offset, "torn header"
         magic, kind, _flags, length, crc = HEADER.unpack_from(view, offset)
-        if magic != MAGIC or kind != KIND_SAMPLES:
+        if magic != MAGIC or kind not in (KIND_SAMPLES, KIND_SERIES):
             return records, offset, "bad magic"
         start = offset + HEADER.size
         if size - start < length:
@@ -83,6 +127,13 @@ def decode_records(data: bytes | memoryview) -> tuple[list[WalRecord], int, str 
         if length < COUNT.size:
             return records, offset, "short payload"
         n, _ = COUNT.unpack_from(payload, 0)
+        if kind == KIND_SERIES:
+            series = _series_record(payload, n)
+            if series is None:
+                return records, offset, "bad series record"
+            records.append(series)
+            offset = start + length
+            continue
         if length != COUNT.size + 24 * n:
             return records, offset, "length mismatch"
         base = COUNT.size
@@ -120,7 +171,7 @@ class Wal:
     def segments(self) -> list[int]:
         return sorted(int(p.stem) for p in self.dir.glob("*" + SUFFIX) if p.stem.isdigit())
 
-    def replay(self, from_segment: int) -> Iterator[WalRecord]:
+    def replay(self, from_segment: int) -> Iterator[WalRecord | SeriesRecord]:
         """Every good record of every segment >= from_segment, cutting a torn tail."""
         for seq in self.segments():
             if seq < from_segment:

@@ -18,10 +18,13 @@ PER_BATCH = 50
 
 
 def batch(n: int, base: int) -> SampleBatch:
-    idx = [i % SERIES for i in range(PER_BATCH)]
+    """SERIES steady series, plus one series new in every batch: its labels reach
+    the catalog only after the WAL, so kills land between the two as well."""
+    idx = [i % SERIES for i in range(PER_BATCH - 1)] + [SERIES]
     ts = [base + n * 1000 + i for i in range(PER_BATCH)]
     vals = [float(n * PER_BATCH + i) for i in range(PER_BATCH)]
     labels = [{"__name__": "crash", "s": str(i)} for i in range(SERIES)]
+    labels.append({"__name__": "crash", "batch": str(n)})
     return SampleBatch.from_series(labels, idx, ts, vals)
 
 

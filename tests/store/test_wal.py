@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakon.store.wal import Wal, decode_records, encode_samples
+from hakon.store.wal import SeriesRecord, Wal, decode_records, encode_samples, encode_series
 
 
 def record(n: int, seed: int = 0) -> bytes:
@@ -52,3 +52,26 @@ def test_replay_cuts_a_corrupt_tail_and_keeps_the_rest(tmp_path) -> None:
     assert [len(r.timestamps) for r in reopened.replay(0)] == [10]
     assert path.stat().st_size == len(record(10, 1))  # cut at the last good record
     assert reopened.current == 2  # new writes go to a fresh segment
+
+
+def test_series_records_round_trip_among_sample_records() -> None:
+    texts = [b'[["__name__","up"],["job","a"]]', b"", b'[["__name__","\\u00e9"]]']
+    ids = np.array([5, -(2**63), 2**63 - 1], dtype=np.int64)
+    data = encode_series(ids, texts) + record(4, 3) + encode_series(ids[:0], [])
+    (series, samples, empty), end, problem = decode_records(data)
+    assert problem is None and end == len(data)
+    assert isinstance(series, SeriesRecord) and isinstance(empty, SeriesRecord)
+    assert series.ids.tolist() == ids.tolist() and series.labels == texts
+    assert len(samples.timestamps) == 4 and empty.labels == []
+
+
+def test_a_series_record_whose_parts_disagree_ends_the_segment() -> None:
+    import struct
+    import zlib
+
+    good = encode_series(np.array([1, 2]), [b"ab", b"cd"])
+    payload = bytearray(good[12:])
+    struct.pack_into("<I", payload, 8 + 16 + 4, 99)  # the last text "ends" past the blob
+    bad = struct.pack("<HBBII", 0x4B48, 2, 0, len(payload), zlib.crc32(payload)) + payload
+    records, end, problem = decode_records(record(2) + bytes(bad))
+    assert len(records) == 1 and end == len(record(2)) and problem == "bad series record"
