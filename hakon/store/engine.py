@@ -415,7 +415,7 @@ class Store:
 
     def save_series(self) -> None:
         """Copy series known only from the WAL into the catalog (before a checkpoint
-        lets their WAL segments go, and every maintenance round).
+        lets their WAL segments go, on the maintenance interval, at shutdown).
 
         One save at a time: a flush's save must not return while another thread's
         insert of earlier series is still uncommitted, or the checkpoint could drop
