@@ -77,6 +77,8 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
     parts = [p for p in parts if len(p[1])]
     if not parts:
         return EMPTY
+    if len(parts) > 64:  # the layout costs a pass over every key per part: sort
+        return _sort_parts(parts, ids)  # (the head's seal: hundreds of small chunks)
     ordered = [_is_sorted_unique(p[0], p[1]) for p in parts]
     if len(parts) == 1 and ordered[0]:
         s, t, v = parts[0]
@@ -84,7 +86,7 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
     # Sorted parts first, then unsorted ones: any other mix is sorted whole, as the
     # unsorted part must keep its place in the oldest-first order.
     sorted_prefix = ordered.index(False) if False in ordered else len(parts)
-    if sorted_prefix == 0 or any(ordered[sorted_prefix:]) or len(parts) > 64:
+    if sorted_prefix == 0 or any(ordered[sorted_prefix:]):
         return _sort_parts(parts, ids)
     runs = list(parts[:sorted_prefix])
     if sorted_prefix < len(parts):
