@@ -224,7 +224,7 @@ class _Orders:
         self._orders: dict[bytes, np.ndarray] = {}
 
     def of(self, ids: np.ndarray) -> np.ndarray:
-        key = xxhash.xxh3_128_digest(np.ascontiguousarray(ids))  # hashed in place
+        key = xxhash.xxh3_128_digest(np.ascontiguousarray(ids).data)  # no copy
         order = self._orders.get(key)
         if order is None:
             if len(self._orders) >= self.LIMIT:
