@@ -146,10 +146,26 @@ def _health(client: httpx.Client, k: int) -> int:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # a child that just exited
+        pass
     return 0.0
+
+
+def children_rss_mb(pid: int) -> float:
+    """The server's child processes (decode workers, a block writer while one runs)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += rss_mb(int(stat.parent.name))
+    return total
 
 
 def main() -> None:
@@ -196,6 +212,7 @@ def main() -> None:
                 samples.append((elapsed, rss_mb(pid)))
                 held = admin.get("/api/v1/admin/storage").json()
                 print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
+                      f"children {children_rss_mb(pid):7.1f} MiB  "
                       f"(block cache {held['block_cache_bytes'] / 2**20:6.1f} MiB, "
                       f"catalog {held['catalog_memory_bytes'] / 2**20:6.1f} MiB, "
                       f"arrow {held['arrow_memory_bytes'] / 2**20:6.1f} MiB, "

@@ -337,7 +337,7 @@ def main() -> None:
         choices=["all", "main", "day", "memory", "serve-replay", "fill-wal"],
     )
     ap.add_argument("--series", type=int, default=100_000)
-    models = "; ".join(f"{k}: {v}" for k, v in JITTER.items())
+    models = "; ".join(f"{k}: {v}" for k, v in JITTER.items()).replace("%", "%%")
     ap.add_argument("--jitter", choices=sorted(JITTER), default="uniform",
                     help="scrape timestamps: " + models)  # fmt: skip
     ap.add_argument("--hours", type=float, default=2.0)

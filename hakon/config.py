@@ -243,6 +243,12 @@ class Settings:
         "Most samples one merge rewrites: a merge holds them in memory (24 bytes each, "
         "about twice that at its peak); blocks past it stay apart and reads merge them.",
     )
+    block_writer_min_rows: int = _setting(
+        100_000,
+        _int_between(0, 1 << 40),
+        "Flushes and merges of at least this many samples run in a child process, so "
+        "their CPU and memory stay off the server's (0: always; a child costs ~0.3 s to start).",
+    )
 
     api_max_body_bytes: int = _setting(
         4 << 20,

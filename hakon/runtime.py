@@ -211,6 +211,7 @@ def store_options(settings: Settings) -> StoreOptions:
         max_future_ms=int(settings.max_future * ms),
         compaction_min_blocks=settings.compaction_min_blocks,
         compaction_max_rows=settings.compaction_max_rows,
+        child_min_rows=settings.block_writer_min_rows,
         row_group_rows=settings.block_row_group_rows,
         block_cache_bytes=settings.block_cache_size,
     )

@@ -19,7 +19,8 @@ Threads and ownership (docs/format/wal.md has the durability argument):
 - the *maintenance* thread sorts sealed head chunks, copies series known only
   from the WAL into the catalog, flushes the head when it is big or old
   (series first: the checkpoint lets their WAL records go), merges blocks and
-  applies retention.
+  applies retention. Big flushes and merges are written by a child process
+  (blockwriter.py) and published here.
 - readers take a snapshot (block list, frozen heads, head) under a short lock;
   blocks become visible and frozen heads disappear in the same critical
   section, so no read sees a sample twice or misses one.
@@ -31,7 +32,6 @@ import errno
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,16 +44,17 @@ import numpy as np
 from hakon.errors import InsufficientStorage, InvalidRequest
 from hakon.mallocpolicy import heap_usage, release_free_memory
 from hakon.store import rollup as rollups_mod
-from hakon.store.block import BlockFile, write_raw_block
+from hakon.store.block import BlockFile
+from hakon.store.blockwriter import BlockWriterProcess, Job, MetricKeys, with_seq, write_blocks
 from hakon.store.cache import RowGroupCache
 from hakon.store.catalog import Catalog
-from hakon.store.compact import plan_compactions, plan_retention, split_by_partition
+from hakon.store.compact import plan_compactions, plan_retention
 from hakon.store.head import Head, HeadSnapshot
 from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
-from hakon.store.labels import METRIC_NAME, Labels, Matcher, metric_name, series_id
+from hakon.store.labels import Labels, Matcher
 from hakon.store.manifest import BlockMeta, Manifest, decode_labels, encode_labels
-from hakon.store.merge import merge_parts
+from hakon.store.merge import Part, merge_parts
 from hakon.store.wal import SeriesRecord, Wal, encode_samples, encode_series
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class StoreOptions:
     row_group_rows: int = 8_192  # with 2-3 columns a row, smaller groups read faster
     compaction_min_blocks: int = 4
     compaction_max_rows: int = 64_000_000  # a merge holds its inputs in memory
+    child_min_rows: int = 100_000  # flushes and merges this big run in a child process
     maintenance_interval_s: float = 5.0
     block_cache_bytes: int = 256 << 20
 
@@ -131,6 +133,7 @@ class Store:
         self.damaged: list[dict[str, str]] = []
         self.block_cache = RowGroupCache(self.options.block_cache_bytes)
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hakon-read")
+        self._child = BlockWriterProcess()
         self.wal_replay_seconds = 0.0
         self.wal_replayed_samples = 0
 
@@ -207,6 +210,7 @@ class Store:
         maintenance.join(timeout=5)
         if maintenance.is_alive():
             log.warning("storage maintenance still running at shutdown; abandoned")
+            self._child.kill()
         self._readers.shutdown(wait=True)
         try:
             self.save_series()
@@ -553,18 +557,16 @@ class Store:
         the checkpoint published here deletes their WAL segments as well.
         """
         with self._maintenance_lock:
+            started = time.perf_counter()
             _, checkpoint = self._run_on_writer(self._swap_head)
             with self._state:
                 pending = list(self._frozen)
             try:
                 # The checkpoint lets the WAL's series records go: their labels first.
                 self.save_series()
-                samples = merge_parts([p for h in pending for p in h.snapshot().all_parts()])
-                written = [
-                    self._write_partition(p, part) for p, part in split_by_partition(
-                        samples, self.options.block_duration_ms)
-                ]  # fmt: skip
-                added = [m for metas in written for m in metas]
+                parts = [p for h in pending for p in h.snapshot().all_parts()]
+                written = self._write_blocks(self._job(), parts, sum(len(p[1]) for p in parts))
+                added = [m for metas in written for m in with_seq(metas, self._next_seq())]
                 self.manifest.publish(added, wal_checkpoint=checkpoint)
             except BaseException:
                 log.exception("flush failed; the frozen head stays readable and in the WAL")
@@ -578,7 +580,22 @@ class Store:
                 for head in pending:
                     self._frozen.remove(head)
             self.wal.remove_before(checkpoint)
-            return len(samples)
+            flushed = sum(m.rows for m in added if m.resolution_ms == RAW)
+            log.info("flushed %d samples to %d blocks in %.2f s", flushed,
+                     len(added) // (1 + len(ROLLUP_RESOLUTIONS_MS)),
+                     time.perf_counter() - started)  # fmt: skip
+            return flushed
+
+    def _job(self, **fields: Any) -> Job:
+        o = self.options
+        return Job(str(self.dir), o.block_duration_ms, o.row_group_rows, **fields)
+
+    def _write_blocks(self, job: Job, parts: list[Part], rows: int) -> list[list[BlockMeta]]:
+        """Merge and write in a child process when big enough (blockwriter.py says why)."""
+        keys = MetricKeys(*self.index.metric_keys())
+        if rows >= self.options.child_min_rows:
+            return self._child.run(job, parts, keys)
+        return write_blocks(job, parts, keys)
 
     def _remove_unpublished(self) -> None:
         """Delete block files no manifest entry names (left by a failed flush or merge).
@@ -595,53 +612,6 @@ class Store:
         with self._state:
             self._seq += 1
             return self._seq
-
-    def _metric_groups(self, series: np.ndarray) -> np.ndarray:
-        """Per series run of sorted `series`: a key of its metric name (clusters a block)."""
-        if not len(series):
-            return np.empty(0, dtype=np.int64)
-        firsts = series[np.flatnonzero(np.concatenate(([True], series[1:] != series[:-1])))]
-        keys: dict[str, int] = {}
-        out = np.empty(len(firsts), dtype=np.int64)
-        labels_of = self.index.labels
-        for i, sid in enumerate(firsts.tolist()):
-            try:
-                name = metric_name(labels_of(sid))
-            except KeyError:
-                name = ""
-            key = keys.get(name)
-            if key is None:
-                key = keys[name] = series_id(((METRIC_NAME, name),))
-            out[i] = key
-        return out
-
-    def _write_partition(
-        self, partition: int, samples: Samples, seq: int | None = None
-    ) -> list[BlockMeta]:
-        block_id = f"{partition}-{uuid.uuid4().hex[:12]}"
-        seq = self._next_seq() if seq is None else seq
-        rel = f"blocks/{block_id}.parquet"
-        groups = self._metric_groups(samples.series)
-        size = write_raw_block(samples, self.dir / rel, self.options.row_group_rows, groups)
-        ts = samples.timestamps
-        metas = [
-            BlockMeta(
-                block_id, RAW, partition, int(ts.min()), int(ts.max()), len(samples), size, rel, seq
-            )
-        ]
-        for res in ROLLUP_RESOLUTIONS_MS:
-            r = rollups_mod.compute(samples, res)
-            rel_r = f"blocks/{block_id}@{res}.parquet"
-            size_r = rollups_mod.write_rollup_block(
-                r, self.dir / rel_r, self.options.row_group_rows
-            )
-            lo, hi = (
-                (int(r.bucket.min()), int(r.bucket.max())) if len(r) else (partition, partition)
-            )
-            metas.append(
-                BlockMeta(f"{block_id}@{res}", res, partition, lo, hi, len(r), size_r, rel_r, seq)
-            )
-        return metas
 
     def compact(self, now_ms: int | None = None, force: bool = False) -> int:
         """Merge blocks per the plan (`force`: every partition with more than one block).
@@ -670,15 +640,13 @@ class Store:
         return merges
 
     def _merge(self, group: list[BlockMeta]) -> None:
-        with self._state:
-            inputs = [self._blocks[m.id] for m in group]
-        parts = []
-        for block in inputs:
-            s = block.file.read_raw(None, -(2**63), 2**63 - 1)
-            parts.append((s.series, s.timestamps, s.values))
-        merged = merge_parts(parts)
-        partition = group[0].partition_start
-        added = self._write_partition(partition, merged, seq=max(m.seq for m in group))
+        job = self._job(
+            files=tuple(m.file for m in group),
+            partition=group[0].partition_start,
+            seq=max(m.seq for m in group),
+        )
+        added = [m for metas in self._write_blocks(job, [], sum(m.rows for m in group))
+                 for m in metas]  # fmt: skip
         removed = [m.id for m in group] + [
             f"{m.id}@{res}" for m in group for res in ROLLUP_RESOLUTIONS_MS
         ]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import xxhash
 
-from hakon.store.labels import Labels, Matcher
+from hakon.store.labels import METRIC_NAME, Labels, Matcher, series_id
 
 
 class SeriesIndex:
@@ -30,6 +30,7 @@ class SeriesIndex:
         # Digests of id arrays already found fully known: agents send the same series
         # every scrape, so most batches are answered by one hash of their id bytes.
         self._known_sets: dict[bytes, None] = {}
+        self._metric_keys: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -77,6 +78,27 @@ class SeriesIndex:
                 interned.append(entry[0])
             known[sid] = tuple(interned)
         self._unindexed = []
+
+    def metric_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids sorted, the key of each one's metric name): arrays a block writer can
+        take to another process; rebuilt only when series were added since the last call."""
+        with self._lock:
+            cached = self._metric_keys
+            if cached is not None and cached[0] == len(self._labels):
+                return cached[1]
+            self._index_pending()
+            names = self._postings.get(METRIC_NAME, {})
+            ids = np.fromiter(
+                (sid for posting in names.values() for sid in posting), dtype=np.int64
+            )
+            keys = np.repeat(
+                np.array([series_id(((METRIC_NAME, n),)) for n in names], dtype=np.int64),
+                [len(posting) for posting in names.values()],
+            )
+            order = np.argsort(ids)
+            result = (ids[order], keys[order])
+            self._metric_keys = (len(self._labels), result)
+            return result
 
     def _fold_recent(self) -> None:
         # Recent ids are never in the sorted array (add skips known ids): sort the few

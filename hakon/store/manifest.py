@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 
 from hakon.errors import Conflict
-from hakon.store.catalog import Catalog
 from hakon.store.labels import Labels
+
+if TYPE_CHECKING:  # the block writer's child imports this module, and needs no DuckDB
+    from hakon.store.catalog import Catalog
 
 SCHEMA = (
     # No primary key: its in-memory index would cost ~100 B per series, and the one

@@ -78,7 +78,7 @@ def test_mismatched_columns_are_refused(store: Store) -> None:
 
 
 def test_a_failed_flush_is_retried_and_its_wal_kept_until_then(tmp_path, monkeypatch) -> None:
-    import hakon.store.engine as engine_mod
+    import hakon.store.blockwriter as engine_mod
 
     catalog = Catalog.open_in(tmp_path)
     store = Store(tmp_path, catalog, StoreOptions(maintenance_interval_s=3600)).open()
