@@ -236,16 +236,23 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_parquet_atomically(
-    table: pa.Table, path: Path, row_group_rows: int, encodings: dict[str, str]
+    table: pa.Table,
+    path: Path,
+    row_group_rows: int,
+    encodings: dict[str, str],
+    uncompressed: frozenset[str] = frozenset(),
 ) -> int:
-    """Write to a temporary name, fsync, rename into place, fsync the directory."""
+    """Write to a temporary name, fsync, rename into place, fsync the directory.
+
+    Columns in `uncompressed` skip zstd (already dense: bit-packed deltas)."""
     tmp = path.with_name(path.name + ".tmp")
+    zstd = [c for c in table.column_names if c not in uncompressed]
     pq.write_table(
         table,
         tmp,
         row_group_size=row_group_rows,
-        compression="zstd",
-        compression_level=3,
+        compression={c: "zstd" if c in zstd else "none" for c in table.column_names},
+        compression_level={c: 3 for c in zstd},
         use_dictionary=[c for c in table.column_names if c not in encodings],
         column_encoding=encodings,
         write_statistics=["series"],
@@ -284,6 +291,10 @@ RAW_ENCODINGS = {
     "vx": "DELTA_BINARY_PACKED",
     "vfloat": "BYTE_STREAM_SPLIT",
 }
+# zstd found nothing to take out of bit-packed value deltas: on the benchmark's data
+# set 76.56 MB compressed against 76.50 MB plain (5,859 of 5,860 row groups grew), and
+# skipping its decompression made the 1,000-series read 11 % faster (73.4 -> 65.5 ms).
+RAW_UNCOMPRESSED = frozenset({"vx"})
 
 
 def cluster_runs(samples: Samples, groups: np.ndarray) -> Samples:
@@ -341,7 +352,7 @@ def write_raw_block(
             "vfloat": pa.array(samples.values, mask=as_int),
         }
     ).replace_schema_metadata({DIRECTORY_KEY: _ipc_bytes(directory)})
-    return write_parquet_atomically(table, path, row_group_rows, RAW_ENCODINGS)
+    return write_parquet_atomically(table, path, row_group_rows, RAW_ENCODINGS, RAW_UNCOMPRESSED)
 
 
 def _ipc_bytes(table: pa.Table) -> bytes:
