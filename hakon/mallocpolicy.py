@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from typing import Any
 
@@ -23,8 +24,12 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
+@functools.cache
 def _libc(function: str) -> Any:
-    """A glibc function, or None where the C library has no such function."""
+    """A glibc function, or None where the C library has no such function.
+
+    Looked up once: `find_library` runs `ldconfig -p` in a subprocess, and the
+    heap is measured every maintenance round and every storage report."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
