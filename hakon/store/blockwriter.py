@@ -151,7 +151,10 @@ class BlockWriterProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def run(self, job: Job, parts: list[Part], keys: MetricKeys) -> list[list[BlockMeta]]:
-        arrays = [keys.ids, keys.keys] + [np.ascontiguousarray(a) for p in parts for a in p]
+        arrays = [keys.ids, keys.keys]
+        for series, ts, values in parts:  # as the child reads them back
+            arrays += [np.ascontiguousarray(series, np.int64), np.ascontiguousarray(ts, np.int64),
+                       np.ascontiguousarray(values, np.float64)]  # fmt: skip
         job = replace(job, part_rows=tuple(len(p[1]) for p in parts), key_rows=len(keys.ids))
         self.proc = proc = subprocess.Popen(
             [sys.executable, "-m", "hakon.store.blockwriter"],
