@@ -8,11 +8,20 @@ import time
 import numpy as np
 import pytest
 
-from hakon.store.blockwriter import ChildFailed, Job, MetricKeys, write_blocks
+from hakon.store.block import BlockFile
+from hakon.store.blockwriter import (
+    NO_METRIC_KEY,
+    BlockWriterProcess,
+    ChildFailed,
+    Job,
+    MetricKeys,
+    write_blocks,
+)
 from hakon.store.catalog import Catalog
 from hakon.store.engine import HOUR_MS, Store, StoreOptions
+from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, SampleBatch
-from hakon.store.labels import Matcher
+from hakon.store.labels import METRIC_NAME, Matcher, canonical, series_id
 
 NOW = int(time.time() * 1000)
 BLOCK_START = NOW - NOW % (2 * HOUR_MS) - 4 * HOUR_MS  # two closed partitions back
@@ -75,14 +84,10 @@ def test_the_child_writes_the_blocks_this_process_would(tmp_path) -> None:
     (tmp_path / "a" / "blocks").mkdir(parents=True)
     (tmp_path / "b" / "blocks").mkdir(parents=True)
     here = write_blocks(Job(str(tmp_path / "a"), 2 * HOUR_MS, 512), parts, keys)
-    from hakon.store.blockwriter import BlockWriterProcess
-
     there = BlockWriterProcess().run(Job(str(tmp_path / "b"), 2 * HOUR_MS, 512), parts, keys)
     assert [[(m.resolution_ms, m.rows, m.min_ts, m.max_ts) for m in p] for p in here] == [
         [(m.resolution_ms, m.rows, m.min_ts, m.max_ts) for m in p] for p in there
     ]
-    from hakon.store.block import BlockFile
-
     a = BlockFile.open(tmp_path / "a" / here[0][0].file).read_raw(None, 0, NOW)
     b = BlockFile.open(tmp_path / "b" / there[0][0].file).read_raw(None, 0, NOW)
     assert np.array_equal(a.series, b.series) and np.array_equal(a.timestamps, b.timestamps)
@@ -138,3 +143,22 @@ def test_a_killed_child_fails_the_flush_and_leaves_nothing_published(tmp_path) -
     finally:
         store.close()
         catalog.close()
+
+
+def test_metric_keys_name_each_series_run_by_its_metric() -> None:
+    index = SeriesIndex()
+    labels = [canonical(x) for x in ({"__name__": "a", "i": "1"}, {"__name__": "b"}, {"i": "2"})]
+    ids = [series_id(ls) for ls in labels]
+    index.add(ids, labels)
+    keys = MetricKeys(*index.metric_keys())
+    stranger = 12345
+    series = np.sort(np.array([*ids, stranger], dtype=np.int64)).repeat(3)
+    expected = {
+        ids[0]: series_id(((METRIC_NAME, "a"),)),
+        ids[1]: series_id(((METRIC_NAME, "b"),)),
+        ids[2]: NO_METRIC_KEY,  # no metric name
+        stranger: NO_METRIC_KEY,  # not in the index
+    }
+    assert keys.of_runs(series).tolist() == [expected[s] for s in np.unique(series).tolist()]
+    index.add([7], [canonical({"__name__": "c"})])  # a new series rebuilds the arrays
+    assert 7 in MetricKeys(*index.metric_keys()).ids.tolist()
