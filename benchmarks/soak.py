@@ -3,6 +3,7 @@ traffic together against one real server, for a while.
 
     python benchmarks/soak.py                  # 10 minutes
     python benchmarks/soak.py --minutes 3
+    python benchmarks/soak.py --only registry  # some workloads (and /health) only
 
 Workloads (each its own client thread, paced): HakonGo pod payloads, edge node
 metrics, Prometheus text imports and Influx lines; range queries as a dashboard
@@ -177,6 +178,9 @@ def main() -> None:
                         help="extra `hakon serve` argument (repeatable)")  # fmt: skip
     parser.add_argument("--head-max-age", default="2m",
                         help="the server's head flush age: steady state needs flushes")  # fmt: skip
+    parser.add_argument("--only", default="",
+                        help="comma-separated workload name prefixes to run (default: all; "
+                             "/health always runs)")  # fmt: skip
     args = parser.parse_args()
     workloads = [
         Workload("hakongo pods (500)", 4, _pods),
@@ -187,6 +191,9 @@ def main() -> None:
         Workload("registry CRUD", 10, _registry),
         Workload("/health", 10, _health),
     ]
+    if args.only:
+        wanted = tuple(p.strip() for p in args.only.split(","))
+        workloads = [w for w in workloads if w.name.startswith(wanted) or w.name == "/health"]
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules.yml"
         rules.write_text(RULES)
