@@ -44,7 +44,7 @@ from typing import IO, Any
 import numpy as np
 
 from hakon.store import rollup as rollups_mod
-from hakon.store.block import BlockFile, write_raw_block
+from hakon.store.block import BlockFile, run_starts, write_raw_block
 from hakon.store.compact import split_by_partition
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Samples
 from hakon.store.labels import METRIC_NAME, series_id
@@ -68,7 +68,7 @@ class MetricKeys:
         """One key per run of equal ids in sorted `series`."""
         if not len(series):
             return np.empty(0, dtype=np.int64)
-        firsts = series[np.flatnonzero(np.concatenate(([True], series[1:] != series[:-1])))]
+        firsts = series[run_starts(series)]
         if not len(self.ids):
             return np.full(len(firsts), NO_METRIC_KEY, dtype=np.int64)
         pos = np.searchsorted(self.ids, firsts)
@@ -89,10 +89,6 @@ class Job:
     files: tuple[str, ...] = ()
     partition: int | None = None
     seq: int = 0
-
-    @property
-    def rows(self) -> int:
-        return sum(self.part_rows)
 
 
 def write_blocks(job: Job, parts: list[Part], keys: MetricKeys) -> list[list[BlockMeta]]:

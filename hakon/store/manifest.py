@@ -67,9 +67,6 @@ class Manifest:
         self.catalog = catalog
         catalog.ensure_schema(SCHEMA)
 
-    def add_series(self, ids: np.ndarray, labels: Sequence[Labels]) -> None:
-        self.add_encoded_series(ids, [_encode(ls) for ls in labels])
-
     def add_encoded_series(self, ids: np.ndarray, texts: Sequence[bytes]) -> None:
         """Record series whose labels are `encode_labels` texts (a repeat does no harm:
         `load_series` keeps one row per id)."""
