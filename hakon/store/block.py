@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 
 from hakon.store.cache import RowGroupCache
 from hakon.store.interface import Samples
-from hakon.store.merge import EMPTY
+from hakon.store.merge import EMPTY, run_starts
 
 MAX_SCALE = 9
 _POW10 = 10.0 ** np.arange(MAX_SCALE + 1)
@@ -74,14 +74,6 @@ DIRECTORY_SCHEMA = pa.schema(
 # Written before the timestamp grid (format 1): `tsx`, a stitched DELTA_BINARY_PACKED
 # column, and no ts_grid/ts_period in the directory. Still read.
 V1_TIMESTAMPS = "tsx"
-
-
-def run_starts(series: np.ndarray) -> np.ndarray:
-    starts = np.empty(len(series), dtype=bool)
-    if len(series):
-        starts[0] = True
-        np.not_equal(series[1:], series[:-1], out=starts[1:])
-    return starts
 
 
 def stitch(values: np.ndarray, starts: np.ndarray) -> np.ndarray:

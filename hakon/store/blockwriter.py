@@ -44,12 +44,12 @@ from typing import IO, Any
 import numpy as np
 
 from hakon.store import rollup as rollups_mod
-from hakon.store.block import BlockFile, run_starts, write_raw_block
+from hakon.store.block import BlockFile, write_raw_block
 from hakon.store.compact import split_by_partition
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Samples
 from hakon.store.labels import METRIC_NAME, series_id
 from hakon.store.manifest import BlockMeta
-from hakon.store.merge import Part, merge_parts
+from hakon.store.merge import Part, merge_parts, run_starts
 
 LENGTH = struct.Struct("<Q")
 NO_METRIC_KEY = series_id(((METRIC_NAME, ""),))

@@ -158,10 +158,17 @@ def _is_sorted_unique(series: np.ndarray, ts: np.ndarray) -> bool:
     return bool((ts[1:][same] > ts[:-1][same]).all())
 
 
-def ranges_for(sorted_series: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Row indices of `sorted_series` whose value is in `ids` (ids sorted, unique)."""
-    lo = np.searchsorted(sorted_series, ids, side="left")
-    hi = np.searchsorted(sorted_series, ids, side="right")
+def run_starts(series: np.ndarray) -> np.ndarray:
+    """Whether each row starts a run of one series (rows sorted by series)."""
+    starts = np.empty(len(series), dtype=bool)
+    if len(series):
+        starts[0] = True
+        np.not_equal(series[1:], series[:-1], out=starts[1:])
+    return starts
+
+
+def spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The row indices of the ranges [lo[i], hi[i]), one after the other."""
     lengths = hi - lo
     total = int(lengths.sum())
     if total == 0:
@@ -170,3 +177,10 @@ def ranges_for(sorted_series: np.ndarray, ids: np.ndarray) -> np.ndarray:
     lo, lengths = lo[nz], lengths[nz]
     starts = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
     return starts + np.arange(total)
+
+
+def ranges_for(sorted_series: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Row indices of `sorted_series` whose value is in `ids` (ids sorted, unique)."""
+    lo = np.searchsorted(sorted_series, ids, side="left")
+    hi = np.searchsorted(sorted_series, ids, side="right")
+    return spans(lo, hi)
