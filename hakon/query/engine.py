@@ -346,7 +346,9 @@ class _Evaluation:
             t = round(at.at.timestamp() * 1000)
         return np.array([t - offset], dtype=np.int64), True
 
-    def _fetch(self, vs: Any, start: int, end: int, drop_stale: bool) -> RangeSamples:
+    def _fetch(
+        self, vs: Any, start: int, end: int, drop_stale: bool, at: np.ndarray | None = None
+    ) -> RangeSamples:
         samples = fetch(
             self.reader,
             self.matchers(vs),
@@ -355,6 +357,7 @@ class _Evaluation:
             max_series=self.options.max_series,
             max_samples=self.options.max_samples,
             drop_stale=drop_stale,
+            at=at,
         )
         self.check_points(len(samples.labels))
         self.check()
@@ -366,7 +369,7 @@ class _Evaluation:
     def instant_selector(self, vs: Any) -> Vector:
         ends, fixed = self.selector_ends(vs)
         lookback = self.options.lookback_ms
-        samples = self._fetch(vs, int(ends.min()) - lookback + 1, int(ends.max()), False)
+        samples = self._fetch(vs, int(ends.min()) - lookback + 1, int(ends.max()), False, ends)
         base = samples.offsets[:-1, None]
         hi = base + counts_at_or_before(samples, ends)
         ok = hi > base

@@ -43,10 +43,12 @@ def fetch(
     max_series: int,
     max_samples: int,
     drop_stale: bool,
+    at: np.ndarray | None = None,
 ) -> RangeSamples:
-    """Samples with start <= t <= end of every series matching `matchers`."""
+    """Samples with start <= t <= end of every series matching `matchers` (with `at`,
+    only the last at or before each of those times)."""
     ids, labels = select_series(reader, matchers, max_series)
-    samples = reader.read(ids, start, end)
+    samples = reader.read(ids, start, end, at=at)
     if len(samples) > max_samples:
         raise Unprocessable(
             f"the query reads {len(samples)} samples, more than the limit of {max_samples} "

@@ -54,7 +54,7 @@ from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
 from hakon.store.labels import Labels, Matcher
 from hakon.store.manifest import BlockMeta, Manifest, decode_labels, encode_labels
-from hakon.store.merge import Part, merge_parts
+from hakon.store.merge import Part, last_at_or_before, merge_parts
 from hakon.store.wal import SeriesRecord, Wal, encode_samples, encode_series
 
 log = logging.getLogger(__name__)
@@ -473,21 +473,46 @@ class Store:
             return self.index.label_values(name)
         return self.index.label_values(name, self.index.select(matchers))
 
-    def read(self, ids: np.ndarray | Sequence[int], start: int, end: int) -> Samples:
+    def read(
+        self,
+        ids: np.ndarray | Sequence[int],
+        start: int,
+        end: int,
+        at: np.ndarray | None = None,
+    ) -> Samples:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
-        return self._read(self.snapshot(), ids, start, end)
+        return self._read(self.snapshot(), ids, start, end, at)
 
-    def _read(self, snap: Snapshot, ids: np.ndarray, start: int, end: int) -> Samples:
+    def _read(
+        self, snap: Snapshot, ids: np.ndarray, start: int, end: int, at: np.ndarray | None = None
+    ) -> Samples:
+        """`at`: keep only each series' last sample at or before each of these times, part
+        by part before the merge: a dashboard's instant selector over 15 minutes of 500
+        series scraped every 250 ms then merges 30,000 samples instead of 2.4 million."""
+
+        def thin(part: Part) -> Part:
+            if at is None:
+                return part
+            keep = last_at_or_before(part[0], part[1], at)
+            return part if keep.all() else (part[0][keep], part[1][keep], part[2][keep])
+
+        def block_part(b: Block, cache: RowGroupCache | None = None) -> Part:
+            s = b.file.read_raw(ids, start, end, cache)
+            return thin((s.series, s.timestamps, s.values))
+
         blocks = [b for b in snap.raw if b.meta.max_ts >= start and b.meta.min_ts <= end]
         if len(blocks) > 1 and len(ids) > 64:
             # Parquet decoding releases the GIL: blocks decode side by side.
-            read = self._readers.map(lambda b: b.file.read_raw(ids, start, end), blocks)
+            parts = list(self._readers.map(block_part, blocks))
         else:
-            read = (b.file.read_raw(ids, start, end, self.block_cache) for b in blocks)
-        parts = [(s.series, s.timestamps, s.values) for s in read]
+            parts = [block_part(b, self.block_cache) for b in blocks]
         for head in snap.heads:
-            parts.extend(head.read(ids, start, end))
-        return merge_parts(parts, ids)
+            parts.extend(thin(p) for p in head.read(ids, start, end))
+        merged = merge_parts(parts, ids)
+        if at is None or len(parts) < 2:
+            return merged
+        keep = last_at_or_before(merged.series, merged.timestamps, at)
+        return Samples(merged.series[keep], merged.timestamps[keep], merged.values[keep])
 
     def read_rollups(
         self, ids: np.ndarray | Sequence[int], start: int, end: int, resolution_ms: int

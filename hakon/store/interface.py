@@ -110,8 +110,11 @@ class Reader(Protocol):
     def series_upper_bound(self, matchers: Sequence[Matcher]) -> int | None:
         """At most how many series `matchers` select, without selecting; None if unknown."""
 
-    def read(self, ids: np.ndarray, start: int, end: int) -> Samples:
-        """Samples of `ids` with start <= t <= end, merged over head and blocks, deduped."""
+    def read(self, ids: np.ndarray, start: int, end: int, at: np.ndarray | None = None) -> Samples:
+        """Samples of `ids` with start <= t <= end, merged over head and blocks, deduped.
+
+        With `at` (sorted times), only each series' last sample at or before each of
+        them: what an instant selector needs, read without the rest."""
 
     def read_rollups(self, ids: np.ndarray, start: int, end: int, resolution_ms: int) -> Rollups:
         """Rollup buckets of `ids` whose start lies in [start, end], at 5 m or 1 h."""

@@ -167,6 +167,25 @@ def run_starts(series: np.ndarray) -> np.ndarray:
     return starts
 
 
+def last_at_or_before(series: np.ndarray, ts: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Whether each row (sorted by series, then time) is its series' last at or before
+    one of the sorted times `at`: all an instant selector evaluated at `at` reads.
+
+    Exact when applied to each part before a merge and once more after it: a row the
+    merged data keeps has a time of `at` before the next row of its series there,
+    and so before the next row in its own part, which keeps it too."""
+    if not len(ts) or not len(at):
+        return np.zeros(len(ts), dtype=bool)
+    first_at = np.searchsorted(at, ts, side="left")  # the first time at or after the row
+    keep = first_at < len(at)
+    ends_run = np.ones(len(ts), dtype=bool)
+    np.not_equal(series[1:], series[:-1], out=ends_run[:-1])
+    # The next row of the series comes after that time: nothing replaces this row there.
+    after = np.zeros(len(ts), dtype=bool)
+    np.greater(ts[1:], at[np.minimum(first_at[:-1], len(at) - 1)], out=after[:-1])
+    return keep & (ends_run | after)
+
+
 def spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The row indices of the ranges [lo[i], hi[i]), one after the other."""
     lengths = hi - lo

@@ -31,9 +31,9 @@ class CountingReader:
     def select(self, matchers: Any) -> Any:
         return self.store.select(matchers)
 
-    def read(self, ids: Any, start: int, end: int) -> Any:
+    def read(self, ids: Any, start: int, end: int, at: Any = None) -> Any:
         self.raw_reads += 1
-        return self.store.read(ids, start, end)
+        return self.store.read(ids, start, end, at)
 
     def read_rollups(self, ids: Any, start: int, end: int, resolution: int) -> Any:
         self.rollup_reads += 1

@@ -121,3 +121,29 @@ def test_forced_compaction_merges_an_open_partition(store: Store) -> None:
     got = store.read(ids, NOW - 10_000, NOW)
     assert got.timestamps.tolist() == [NOW - 9000, NOW - 5000, NOW - 4999]
     assert got.values.tolist() == [1.0, 0.0, 1.0]  # the later write of NOW - 9000 won
+
+
+def test_a_read_at_given_times_keeps_the_last_sample_before_each(store: Store) -> None:
+    """Over blocks and the head with a rewrite in the head: the samples an instant
+    selector would pick from a full read, and only those."""
+    rng = np.random.default_rng(7)
+    ts = NOW - 60_000 + np.arange(0, 60_000, 1000)
+    for flush, half in ((True, ts[:30]), (False, ts[20:])):  # the head rewrites ten
+        for _ in range(2):
+            store.append(SampleBatch.from_series(LABELS, np.repeat([0, 1, 2], len(half)),
+                         np.tile(half, 3), rng.normal(size=3 * len(half))))  # fmt: skip
+        if flush:
+            store.flush()
+    ids = np.array(sorted(store.select([Matcher("ns", "=~", ".+")])))
+    at = np.array([NOW - 59_500, NOW - 40_000, NOW - 35_001, NOW - 2_000, NOW + 5_000])
+    full = store.read(ids, NOW - 60_000, NOW)
+    got = store.read(ids, NOW - 60_000, NOW, at=at)
+    keep = np.zeros(len(full.timestamps), dtype=bool)
+    for sid in ids.tolist():
+        for t in at.tolist():
+            rows = np.flatnonzero((full.series == sid) & (full.timestamps <= t))
+            keep[rows[-1]] = True
+    assert store.stats()["blocks"] >= 1 and store.stats()["head_samples"] > 0
+    assert got.series.tolist() == full.series[keep].tolist()
+    assert got.timestamps.tolist() == full.timestamps[keep].tolist()
+    assert got.values.tolist() == full.values[keep].tolist()

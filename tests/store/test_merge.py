@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakon.store.merge import merge_parts, sort_dedup
+from hakon.store.merge import last_at_or_before, merge_parts, sort_dedup
 
 
 def _part(rng: np.random.Generator, ids: np.ndarray, t0: int, t1: int) -> tuple:
@@ -33,3 +33,44 @@ def test_time_disjoint_parts_merge_like_a_full_sort(seed: int, n_parts: int) -> 
     assert np.array_equal(merged.series, expected.series)
     assert np.array_equal(merged.timestamps, expected.timestamps)
     assert np.array_equal(merged.values, expected.values)
+
+
+def _last_at_or_before_by_scan(series: np.ndarray, ts: np.ndarray, at: np.ndarray) -> np.ndarray:
+    keep = np.zeros(len(ts), dtype=bool)
+    for t in at.tolist():
+        for sid in np.unique(series).tolist():
+            rows = np.flatnonzero((series == sid) & (ts <= t))
+            if len(rows):
+                keep[rows[-1]] = True
+    return keep
+
+
+def _thin(samples: tuple, at: np.ndarray) -> tuple:
+    keep = last_at_or_before(samples[0], samples[1], at)
+    return tuple(column[keep] for column in samples)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_parts=st.integers(1, 4),
+    n_at=st.integers(0, 6),
+)
+def test_thinning_each_part_then_the_merge_equals_thinning_the_merge(
+    seed: int, n_parts: int, n_at: int
+) -> None:
+    """Overlapping parts with rewrites (a later part wins a shared timestamp), and
+    times that fall on samples, between them, before and after all of them."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(rng.integers(-(2**62), 2**62, 5))
+    parts = [_part(rng, ids[rng.random(len(ids)) < 0.8], 0, 60) for _ in range(n_parts)]
+    at = np.unique(rng.integers(-5, 70, n_at)).astype(np.int64)
+    merged = merge_parts(parts)
+    full = (merged.series, merged.timestamps, merged.values)
+    expected = _thin(full, at)
+    scan = _last_at_or_before_by_scan(*full[:2], at)
+    assert np.array_equal(expected[1], full[1][scan]) and np.array_equal(expected[0], full[0][scan])
+    thinned = merge_parts([_thin(p, at) for p in parts])
+    got = _thin((thinned.series, thinned.timestamps, thinned.values), at)
+    for g, e in zip(got, expected, strict=True):
+        assert np.array_equal(g, e)
