@@ -313,6 +313,13 @@ class Settings:
         "fresh mappings: big queries skip page faults, at the price of heap that can "
         "fragment (glibc only; 0 keeps glibc's own thresholds).",
     )
+    malloc_arenas: int = _setting(
+        2,
+        _int_between(0, 1024),
+        "glibc malloc arenas the server's threads share; each keeps its own freed heap, "
+        "so fewer arenas keep less memory resident (glibc only; 0: glibc's default, "
+        "8 per core).",
+    )
     block_cache_size: int = _setting(
         256 << 20,
         _int_between(0, 1 << 40),

@@ -24,7 +24,7 @@ from hakon.errors import Unavailable
 from hakon.gcpolicy import GcFreezer
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
-from hakon.mallocpolicy import keep_large_blocks
+from hakon.mallocpolicy import keep_large_blocks, limit_arenas
 from hakon.query.engine import Engine
 from hakon.query.service import QueryService, concurrency_from, options_from
 from hakon.registry.functions import FunctionSettings
@@ -112,6 +112,8 @@ class Runtime:
         return TokenAuthority(self.secret)
 
     def open(self) -> None:
+        if self.settings.malloc_arenas:
+            limit_arenas(self.settings.malloc_arenas)  # before DuckDB's and our threads
         try:
             self.catalog = Catalog.open_in(self.settings.data_dir)
             revocations = RevocationList(CatalogRevocationStore(self.catalog))

@@ -1,6 +1,8 @@
 """The malloc policy applies on glibc (this test machine) and never raises."""
 
 import platform
+import subprocess
+import sys
 
 from hakon.mallocpolicy import heap_usage, keep_large_blocks
 
@@ -23,3 +25,42 @@ def test_heap_usage_sees_an_allocation_while_it_lives() -> None:
     del block
     after = heap_usage()
     assert after is not None and after["in_use"] < during["in_use"]
+
+
+ARENAS = """
+import ctypes, sys, tempfile, threading
+from hakon.mallocpolicy import limit_arenas
+if sys.argv[1] != "0":
+    assert limit_arenas(int(sys.argv[1]))
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()  # all eight threads allocate while the others live
+    keep = [bytearray(4096) for _ in range(100)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    fp = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, fp)
+    libc.fclose(fp)
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+def _arenas(limit: int) -> int:
+    out = subprocess.run([sys.executable, "-c", ARENAS, str(limit)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return int(out.stdout)
+
+
+def test_threads_share_no_more_arenas_than_the_limit() -> None:
+    if platform.libc_ver()[0] != "glibc":
+        return
+    assert _arenas(0) > 2  # glibc's default gives the threads arenas of their own
+    assert _arenas(2) == 2
