@@ -59,9 +59,9 @@ def limit_arenas(count: int) -> bool:
 
     glibc gives threads up to 8 arenas per core, and each keeps its own freed heap
     for its next caller: queries on the worker threads leave a few hundred MiB in
-    each. In the soak (a full 15-minute dashboard window) two arenas held the
-    resident size at 620-750 MiB, flat, where the default reached 800-1,000 MiB.
-    Arenas that already exist stay; call it before the threads start."""
+    each. In the soak (a full 15-minute dashboard window) the default reached
+    855-1,015 MiB with ~500 MiB of it freed heap; two arenas 500-720 MiB with
+    150-290 MiB. Arenas that already exist stay; call it before the threads start."""
     mallopt = _libc("mallopt")
     if mallopt is None:
         return False

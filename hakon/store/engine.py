@@ -507,9 +507,10 @@ class Store:
         else:
             parts = [block_part(b, self.block_cache) for b in blocks]
         for head in snap.heads:
-            parts.extend(thin(p) for p in head.read(ids, start, end))
+            parts.extend(thin(p) for p in head.read_runs(ids, start, end))
+            parts.extend(head.read_chunks(ids, start, end))  # unsorted: merged as they are
         merged = merge_parts(parts, ids)
-        if at is None or len(parts) < 2:
+        if at is None:
             return merged
         keep = last_at_or_before(merged.series, merged.timestamps, at)
         return Samples(merged.series[keep], merged.timestamps[keep], merged.values[keep])

@@ -57,7 +57,16 @@ class HeadSnapshot:
     chunks: tuple[Part, ...]  # unsorted, oldest first; newer than every run
 
     def read(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
-        parts = [p for p in (run.select(ids, start, end) for run in self.runs) if p is not None]
+        return self.read_runs(ids, start, end) + self.read_chunks(ids, start, end)
+
+    def read_runs(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
+        """The parts sorted by (series, timestamp) and deduplicated."""
+        return [p for p in (run.select(ids, start, end) for run in self.runs) if p is not None]
+
+    def read_chunks(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
+        """The parts in arrival order: a series' rows need not be together or in time
+        order, and a later row wins a repeated timestamp."""
+        parts: list[Part] = []
         if not self.chunks:
             return parts
         # Unsorted chunks: a bitmap on the ids' low 16 bits (ids are hashes) passes

@@ -147,3 +147,15 @@ def test_a_read_at_given_times_keeps_the_last_sample_before_each(store: Store) -
     assert got.series.tolist() == full.series[keep].tolist()
     assert got.timestamps.tolist() == full.timestamps[keep].tolist()
     assert got.values.tolist() == full.values[keep].tolist()
+
+
+def test_a_read_at_given_times_sees_unsorted_head_rows(store: Store) -> None:
+    """One batch holding a series' samples out of time order stays unsorted in the head
+    until it is sealed into a run: the read at given times must not thin it as if
+    it were sorted."""
+    store.append(SampleBatch.from_series(LABELS[:1], [0, 0, 0],
+                 [NOW - 1000, NOW - 3000, NOW - 2000], [1.0, 2.0, 3.0]))  # fmt: skip
+    ids = np.array(sorted(store.select([Matcher("pod", "=", "a"), Matcher("ns", "=", "prod")])))
+    got = store.read(ids, NOW - 10_000, NOW, at=np.array([NOW - 2500, NOW - 500]))
+    assert got.timestamps.tolist() == [NOW - 3000, NOW - 1000]
+    assert got.values.tolist() == [2.0, 1.0]
