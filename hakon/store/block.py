@@ -69,6 +69,8 @@ DIRECTORY_SCHEMA = pa.schema(
         ("has_float", pa.bool_()),
         ("ts_grid", pa.int64()),
         ("ts_period", pa.int64()),
+        ("x_first", pa.int64()),
+        ("tsr_max", pa.int64()),
     ]
 )
 # Written before the timestamp grid (format 1): `tsx`, a stitched DELTA_BINARY_PACKED
@@ -321,6 +323,10 @@ def write_raw_block(
     last = first + rows - 1
     by_id = np.argsort(samples.series[first], kind="stable")  # the directory is sorted by id
     residual, grid, period = grid_residuals(samples.timestamps, first, rows)
+    vx = stitch(quotient, starts)
+    tsr_max = (
+        np.maximum.reduceat(residual.to_numpy(), first).astype(np.int64) if len(first) else grid
+    )
     directory = pa.table(
         [
             pa.array(samples.series[first][by_id]),
@@ -334,13 +340,15 @@ def write_raw_block(
             pa.array((np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int)[by_id]),
             pa.array(grid[by_id]),
             pa.array(period[by_id]),
+            pa.array(vx[first][by_id]),
+            pa.array(tsr_max[by_id]),
         ],
         schema=DIRECTORY_SCHEMA,
     )
     table = pa.table(
         {
             "tsr": residual,
-            "vx": pa.array(stitch(quotient, starts)),
+            "vx": pa.array(vx),
             "vfloat": pa.array(samples.values, mask=as_int),
         }
     ).replace_schema_metadata({DIRECTORY_KEY: _ipc_bytes(directory)})
@@ -370,6 +378,11 @@ class Directory:
     has_float: np.ndarray
     ts_grid: np.ndarray | None  # None in format-1 blocks (stitched `tsx` timestamps)
     ts_period: np.ndarray | None
+    # The stitched `vx` at each run's first row and its largest timestamp residual:
+    # a read of part of a run decodes only the row groups of that part. None in
+    # blocks written before them, which are read a whole run at a time.
+    x_first: np.ndarray | None = None
+    tsr_max: np.ndarray | None = None
 
     @classmethod
     def parse(cls, data: bytes) -> Directory:
@@ -456,11 +469,9 @@ class BlockFile:
             runs = pos[d.series[pos] == ids[inside]]
         return runs[(d.ts_last[runs] >= start) & (d.ts_first[runs] <= end)]
 
-    def _row_groups(self, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The row groups holding the runs' rows, and the group of each run's first row."""
-        assert self.directory is not None
-        first = self.directory.start[runs]
-        last = first + self.directory.rows[runs] - 1
+    def _row_groups(self, first: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The row groups holding rows [first, first + count), and the group of each first."""
+        last = first + count - 1
         rg_lo = np.searchsorted(self.rg_offsets, first, side="right") - 1
         rg_hi = np.searchsorted(self.rg_offsets, last, side="right") - 1
         # Most runs lie in one or two row groups; only longer ones need their middles listed.
@@ -469,7 +480,32 @@ class BlockFile:
         return np.unique(np.concatenate([rg_lo, rg_hi, *middles])), rg_lo
 
     def raw_row_groups(self, ids: np.ndarray | None, start: int, end: int) -> list[int]:
-        return self._row_groups(self._runs(ids, start, end))[0].tolist()
+        runs = self._runs(ids, start, end)
+        return self._row_groups(*self._window(runs, start, end)[:2])[0].tolist()
+
+    def _window(
+        self, runs: np.ndarray, start: int, end: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each run's rows that can lie in [start, end]: (first row, count, rows skipped).
+
+        Row i of a run is at `ts_grid + i * ts_period + tsr` with 0 <= tsr <= tsr_max,
+        so rows before `(start - ts_grid - tsr_max) / ts_period` end before `start` and
+        rows after `(end - ts_grid) / ts_period` begin after `end`. A dashboard's last
+        15 minutes of a merged 2-hour block then decodes an eighth of each run."""
+        d = self.directory
+        assert d is not None
+        first, count = d.start[runs], d.rows[runs]
+        if d.x_first is None or d.tsr_max is None or d.ts_grid is None or d.ts_period is None:
+            return first, count, np.zeros(len(runs), dtype=np.int64)
+        start, end = max(start, -(2**62)), min(end, 2**62)  # "everything" without overflow
+        grid, period = d.ts_grid[runs], d.ts_period[runs]
+        ok = period > 0  # a one-row run has no period: read whole
+        safe = np.where(ok, period, 1)
+        lo = -((grid + d.tsr_max[runs] - start) // safe)  # ceil((start - grid - max) / period)
+        hi = (end - grid) // safe
+        lo = np.where(ok, np.clip(lo, 0, count), 0)
+        hi = np.where(ok, np.clip(hi, -1, count - 1), count - 1)
+        return first + lo, np.maximum(hi - lo + 1, 0), lo
 
     # Reads touching at most this many row groups (dashboard series, and the many
     # similar selections a rule group makes every interval) go through the block cache
@@ -484,9 +520,14 @@ class BlockFile:
         runs = self._runs(ids, start, end)
         if not len(runs):
             return EMPTY
-        first, count = d.start[runs], d.rows[runs]
+        first, count, skipped = self._window(runs, start, end)
+        if not count.all():
+            kept = count > 0
+            runs, first, count, skipped = runs[kept], first[kept], count[kept], skipped[kept]
+            if not len(runs):
+                return EMPTY
         n = int(count.sum())
-        needed, rg_lo = self._row_groups(runs)
+        needed, rg_lo = self._row_groups(first, count)
         any_float = bool(d.has_float[runs].any())
         grid = d.ts_grid is not None
         ts_column = "tsr" if grid else V1_TIMESTAMPS
@@ -500,12 +541,16 @@ class BlockFile:
         with np.errstate(over="ignore"):
             if grid:
                 assert d.ts_grid is not None and d.ts_period is not None
-                ts = _grid_points(d.ts_grid[runs], d.ts_period[runs], count)
+                period = d.ts_period[runs]
+                ts = _grid_points(d.ts_grid[runs] + skipped * period, period, count)
                 ts += tsx[local]
             else:
                 ts = np.repeat(d.ts_first[runs] - tsx[first_local], count) + tsx[local]
             step = d.step[runs]
-            vint = np.repeat(d.v0[runs] - vx[first_local] * step, count)
+            # A run's first row is in the table unless the window skipped it; then the
+            # directory has its stitched value.
+            x_first = vx[first_local] if d.x_first is None else d.x_first[runs]
+            vint = np.repeat(d.v0[runs] - x_first * step, count)
             vint += vx[local] * np.repeat(step, count)
         values = vint / np.repeat(_POW10[np.clip(d.scale[runs], 0, None)], count)
         series = np.repeat(d.series[runs], count)

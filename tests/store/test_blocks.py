@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -144,3 +146,55 @@ def test_small_reads_through_the_block_cache_equal_direct_reads(tmp_path) -> Non
             assert cached.timestamps.tolist() == direct.timestamps.tolist()
             assert cached.values.view(np.int64).tolist() == direct.values.view(np.int64).tolist()
     assert cache.hits > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    start=st.integers(-50_000, 1_600_000),
+    width=st.integers(0, 1_600_000),
+)
+def test_a_window_of_long_runs_reads_what_a_whole_read_filters(
+    tmp_path_factory, seed: int, start: int, width: int
+) -> None:
+    """Runs spanning many row groups, with jitter, missed scrapes (the residuals grow
+    after each) and counters: a read of part of the range equals the whole read cut
+    to it, with and without the directory's window facts (older blocks lack them)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sid in range(6):
+        n = int(rng.integers(1, 100))
+        steps = np.cumsum(np.where(rng.random(n) < 0.1, 30_000, 15_000))  # some gaps
+        ts = steps + rng.integers(0, 21, n)
+        values = np.cumsum(rng.integers(0, 1000, n)).astype(float) if sid % 2 else rng.random(n)
+        rows += [(sid * 7919, int(t), float(v)) for t, v in zip(ts, values, strict=True)]
+    rows.sort()
+    series = np.array([r[0] for r in rows], dtype=np.int64)
+    ts = np.array([r[1] for r in rows], dtype=np.int64)
+    values = np.array([r[2] for r in rows])
+    path = tmp_path_factory.mktemp("window") / "b.parquet"
+    write_raw_block(Samples(series, ts, values), path, 16)
+    block = BlockFile.open(path)
+    whole = block.read_raw(None, -(2**63), 2**63 - 1)
+    assert whole.timestamps.tolist() == ts.tolist() and whole.values.tolist() == values.tolist()
+    inside = (ts >= start) & (ts <= start + width)
+    got = block.read_raw(None, start, start + width)
+    assert got.series.tolist() == series[inside].tolist()
+    assert got.timestamps.tolist() == ts[inside].tolist()
+    assert got.values.tolist() == values[inside].tolist()
+    assert block.directory is not None
+    block.directory = dataclasses.replace(block.directory, x_first=None, tsr_max=None)
+    old = block.read_raw(None, start, start + width)
+    assert old.timestamps.tolist() == got.timestamps.tolist()
+    assert old.values.tolist() == got.values.tolist()
+
+
+def test_the_last_minutes_of_a_long_run_decode_only_their_row_groups(tmp_path) -> None:
+    ts = np.arange(480, dtype=np.int64) * 15_000  # 2 hours, 15 row groups of 32 rows
+    series = np.zeros(480, dtype=np.int64)
+    write_raw_block(Samples(series, ts, ts.astype(float)), tmp_path / "b.parquet", 32)
+    block = BlockFile.open(tmp_path / "b.parquet")
+    last_15m = block.raw_row_groups(None, ts[-1] - 900_000, ts[-1])
+    assert last_15m == [13, 14]  # rows 419-479
+    got = block.read_raw(None, ts[-1] - 900_000, ts[-1])
+    assert got.timestamps.tolist() == ts[ts >= ts[-1] - 900_000].tolist()
