@@ -324,9 +324,14 @@ def write_raw_block(
     by_id = np.argsort(samples.series[first], kind="stable")  # the directory is sorted by id
     residual, grid, period = grid_residuals(samples.timestamps, first, rows)
     vx = stitch(quotient, starts)
-    tsr_max = (
-        np.maximum.reduceat(residual.to_numpy(), first).astype(np.int64) if len(first) else grid
-    )
+    # Window facts for runs spanning row groups (only there can a read skip a group of
+    # their early rows); -1 marks the others, so the column costs next to nothing.
+    spans_groups = first // row_group_rows != last // row_group_rows
+    tsr_max = np.full(len(first), -1, dtype=np.int64)
+    x_first = np.zeros(len(first), dtype=np.int64)
+    if spans_groups.any():
+        tsr_max[spans_groups] = np.maximum.reduceat(residual.to_numpy(), first)[spans_groups]
+        x_first[spans_groups] = vx[first[spans_groups]]
     directory = pa.table(
         [
             pa.array(samples.series[first][by_id]),
@@ -340,7 +345,7 @@ def write_raw_block(
             pa.array((np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int)[by_id]),
             pa.array(grid[by_id]),
             pa.array(period[by_id]),
-            pa.array(vx[first][by_id]),
+            pa.array(x_first[by_id]),
             pa.array(tsr_max[by_id]),
         ],
         schema=DIRECTORY_SCHEMA,
@@ -378,9 +383,9 @@ class Directory:
     has_float: np.ndarray
     ts_grid: np.ndarray | None  # None in format-1 blocks (stitched `tsx` timestamps)
     ts_period: np.ndarray | None
-    # The stitched `vx` at each run's first row and its largest timestamp residual:
-    # a read of part of a run decodes only the row groups of that part. None in
-    # blocks written before them, which are read a whole run at a time.
+    # For runs spanning row groups, the stitched `vx` at the first row and the largest
+    # timestamp residual (-1 for other runs): a read of part of a run decodes only the
+    # row groups of that part. None in blocks written before them.
     x_first: np.ndarray | None = None
     tsr_max: np.ndarray | None = None
 
@@ -488,24 +493,28 @@ class BlockFile:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each run's rows that can lie in [start, end]: (first row, count, rows skipped).
 
-        Row i of a run is at `ts_grid + i * ts_period + tsr` with 0 <= tsr <= tsr_max,
-        so rows before `(start - ts_grid - tsr_max) / ts_period` end before `start` and
-        rows after `(end - ts_grid) / ts_period` begin after `end`. A dashboard's last
-        15 minutes of a merged 2-hour block then decodes an eighth of each run."""
+        Row i of a run is at `ts_grid + i * ts_period + tsr` with 0 <= tsr, so rows
+        after `(end - ts_grid) / ts_period` begin after `end`; where the directory has
+        the run's `tsr_max` (and `x_first`, the value base its first row would give),
+        rows before `(start - ts_grid - tsr_max) / ts_period` end before `start`. A
+        dashboard's last 15 minutes of a merged 2-hour block then decodes an eighth
+        of each series."""
         d = self.directory
         assert d is not None
         first, count = d.start[runs], d.rows[runs]
-        if d.x_first is None or d.tsr_max is None or d.ts_grid is None or d.ts_period is None:
-            return first, count, np.zeros(len(runs), dtype=np.int64)
+        skipped = np.zeros(len(runs), dtype=np.int64)
+        if d.ts_grid is None or d.ts_period is None:
+            return first, count, skipped
         start, end = max(start, -(2**62)), min(end, 2**62)  # "everything" without overflow
         grid, period = d.ts_grid[runs], d.ts_period[runs]
         ok = period > 0  # a one-row run has no period: read whole
         safe = np.where(ok, period, 1)
-        lo = -((grid + d.tsr_max[runs] - start) // safe)  # ceil((start - grid - max) / period)
-        hi = (end - grid) // safe
-        lo = np.where(ok, np.clip(lo, 0, count), 0)
-        hi = np.where(ok, np.clip(hi, -1, count - 1), count - 1)
-        return first + lo, np.maximum(hi - lo + 1, 0), lo
+        hi = np.where(ok, np.clip((end - grid) // safe, -1, count - 1), count - 1)
+        if d.tsr_max is not None and d.x_first is not None:
+            tsr_max = d.tsr_max[runs]
+            lo = -((grid + tsr_max - start) // safe)  # ceil((start - grid - tsr_max) / period)
+            skipped = np.where(ok & (tsr_max >= 0), np.clip(lo, 0, count), 0)
+        return first + skipped, np.maximum(hi - skipped + 1, 0), skipped
 
     # Reads touching at most this many row groups (dashboard series, and the many
     # similar selections a rule group makes every interval) go through the block cache
@@ -549,7 +558,10 @@ class BlockFile:
             step = d.step[runs]
             # A run's first row is in the table unless the window skipped it; then the
             # directory has its stitched value.
-            x_first = vx[first_local] if d.x_first is None else d.x_first[runs]
+            x_first = vx[first_local]
+            if skipped.any():
+                assert d.x_first is not None
+                x_first = np.where(skipped > 0, d.x_first[runs], x_first)
             vint = np.repeat(d.v0[runs] - x_first * step, count)
             vint += vx[local] * np.repeat(step, count)
         values = vint / np.repeat(_POW10[np.clip(d.scale[runs], 0, None)], count)
