@@ -516,6 +516,24 @@ class BlockFile:
             skipped = np.where(ok & (tsr_max >= 0), np.clip(lo, 0, count), 0)
         return first + skipped, np.maximum(hi - skipped + 1, 0), skipped
 
+    def id_chunks(
+        self, ids: np.ndarray | None, start: int, end: int, max_rows: int
+    ) -> list[np.ndarray]:
+        """The sorted `ids` present here cut into pieces reading at most `max_rows` rows
+        each (or one series, if it alone has more), for readers that reduce each piece."""
+        d = self.directory
+        assert d is not None, "not a raw block"
+        runs = self._runs(ids, start, end)
+        if not len(runs):
+            return []
+        rows = np.concatenate(([0], np.cumsum(self._window(runs, start, end)[1])))
+        pieces, lo = [], 0
+        while lo < len(runs):
+            hi = max(int(np.searchsorted(rows, rows[lo] + max_rows, side="right")) - 1, lo + 1)
+            pieces.append(d.series[runs[lo:hi]])
+            lo = hi
+        return pieces
+
     # Reads touching at most this many row groups (dashboard series, and the many
     # similar selections a rule group makes every interval) go through the block cache
     # when one is given; bigger scans decode directly and stay out of it.

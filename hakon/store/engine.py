@@ -54,7 +54,7 @@ from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
 from hakon.store.labels import Labels, Matcher
 from hakon.store.manifest import BlockMeta, Manifest, decode_labels, encode_labels
-from hakon.store.merge import Part, last_at_or_before, merge_parts
+from hakon.store.merge import EMPTY, Part, last_at_or_before, merge_parts
 from hakon.store.wal import SeriesRecord, Wal, encode_samples, encode_series
 
 log = logging.getLogger(__name__)
@@ -473,6 +473,9 @@ class Store:
             return self.index.label_values(name)
         return self.index.label_values(name, self.index.select(matchers))
 
+    # Rows a read at given times decodes at once from one block before thinning them.
+    THIN_CHUNK_ROWS = 1 << 18
+
     def read(
         self,
         ids: np.ndarray | Sequence[int],
@@ -497,8 +500,22 @@ class Store:
             return part if keep.all() else (part[0][keep], part[1][keep], part[2][keep])
 
         def block_part(b: Block, cache: RowGroupCache | None = None) -> Part:
-            s = b.file.read_raw(ids, start, end, cache)
-            return thin((s.series, s.timestamps, s.values))
+            if at is None:
+                s = b.file.read_raw(ids, start, end, cache)
+                return s.series, s.timestamps, s.values
+            # Thinned a piece at a time: the decoded rows of one piece are all that is
+            # held at once (a 15-minute dashboard query over a merged block of 500
+            # series pushed 4x/s decodes 2.4 M rows and keeps 30 k).
+            pieces = []
+            for chunk in b.file.id_chunks(ids, start, end, self.THIN_CHUNK_ROWS):
+                s = b.file.read_raw(chunk, start, end, cache)
+                pieces.append(thin((s.series, s.timestamps, s.values)))
+            if not pieces:
+                return EMPTY.series, EMPTY.timestamps, EMPTY.values
+            if len(pieces) == 1:
+                return pieces[0]
+            series, ts, values = (np.concatenate(column) for column in zip(*pieces, strict=True))
+            return series, ts, values
 
         blocks = [b for b in snap.raw if b.meta.max_ts >= start and b.meta.min_ts <= end]
         if len(blocks) > 1 and len(ids) > 64:

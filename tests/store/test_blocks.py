@@ -198,3 +198,21 @@ def test_the_last_minutes_of_a_long_run_decode_only_their_row_groups(tmp_path) -
     assert last_15m == [13, 14]  # rows 419-479
     got = block.read_raw(None, ts[-1] - 900_000, ts[-1])
     assert got.timestamps.tolist() == ts[ts >= ts[-1] - 900_000].tolist()
+
+
+@pytest.mark.parametrize("max_rows", [1, 5, 12, 40, 1000])
+def test_id_chunks_cover_the_present_ids_in_order_within_the_row_bound(
+    tmp_path, max_rows: int
+) -> None:
+    counts = [3, 9, 1, 20, 4, 4]
+    series = np.repeat(np.arange(len(counts), dtype=np.int64) * 10, counts)
+    ts = np.concatenate([np.arange(c, dtype=np.int64) * 15_000 for c in counts])
+    write_raw_block(Samples(series, ts, ts.astype(float)), tmp_path / "b.parquet", 8)
+    block = BlockFile.open(tmp_path / "b.parquet")
+    wanted = np.array([-5, 0, 10, 20, 30, 35, 40, 50], dtype=np.int64)
+    chunks = block.id_chunks(wanted, 0, 10**9, max_rows)
+    assert np.concatenate(chunks).tolist() == [0, 10, 20, 30, 40, 50]
+    rows = dict(zip(range(0, 60, 10), counts, strict=True))
+    for chunk in chunks:
+        assert len(chunk) == 1 or sum(rows[i] for i in chunk.tolist()) <= max_rows
+    assert block.id_chunks(np.array([7], dtype=np.int64), 0, 10**9, max_rows) == []

@@ -123,9 +123,14 @@ def test_forced_compaction_merges_an_open_partition(store: Store) -> None:
     assert got.values.tolist() == [1.0, 0.0, 1.0]  # the later write of NOW - 9000 won
 
 
-def test_a_read_at_given_times_keeps_the_last_sample_before_each(store: Store) -> None:
-    """Over blocks and the head with a rewrite in the head: the samples an instant
-    selector would pick from a full read, and only those."""
+@pytest.mark.parametrize("chunk_rows", [1 << 18, 7])
+def test_a_read_at_given_times_keeps_the_last_sample_before_each(
+    store: Store, chunk_rows: int
+) -> None:
+    """Over blocks (read whole, or in pieces of a few rows) and the head with a rewrite
+    in the head: the samples an instant selector would pick from a full read, and
+    only those."""
+    store.THIN_CHUNK_ROWS = chunk_rows
     rng = np.random.default_rng(7)
     ts = NOW - 60_000 + np.arange(0, 60_000, 1000)
     for flush, half in ((True, ts[:30]), (False, ts[20:])):  # the head rewrites ten
