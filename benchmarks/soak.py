@@ -35,6 +35,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from serverproc import HakonProcess
 
+from hakon.config import parse_duration
+
 RULES = "groups:\n  - name: soak\n    interval: 5s\n    rules:\n" + "".join(
     f"      - alert: PodCpuHigh{k}\n"
     f'        expr: sum by (pod) (hakon_pod_cpu_usage_cores{{namespace="ns-{k}"}}) > 0.{k + 1}\n'
@@ -204,14 +206,6 @@ def backfill(
           f"{sorted(set(failures))[:5]}", flush=True)  # fmt: skip
 
 
-def seconds_of(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    for unit in ("ms", "s", "m", "h"):
-        if duration.endswith(unit) and duration[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(duration[: -len(unit)]) * units[unit]
-    return float(duration)
-
-
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -274,8 +268,9 @@ def main() -> None:
         assert server.proc is not None
         pid = server.proc.pid
         headers = {"Authorization": f"Bearer {server.admin_token()}"}
+        cycle = parse_duration(args.head_max_age)  # the server's flush cycle
         if args.history:
-            backfill(server.url, headers, workloads, args.history, seconds_of(args.head_max_age))
+            backfill(server.url, headers, workloads, args.history, cycle)
         stop = threading.Event()
         threads = [threading.Thread(target=w.run, args=(server.url, headers, stop), daemon=True)
                    for w in workloads]  # fmt: skip
@@ -321,7 +316,6 @@ def main() -> None:
         # The head fills and empties once per flush age and queries in flight come and
         # go: single samples land anywhere on that sawtooth, so the steady-state figure
         # compares the first and the last flush cycle after the warm-up (peak and median).
-        cycle = seconds_of(args.head_max_age)
         first = [rss for t, rss in after if t < after[0][0] + cycle]
         final = [rss for t, rss in after if t > after[-1][0] - cycle]
         peak_growth = (max(final) - max(first)) / max(first) * 100

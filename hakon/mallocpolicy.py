@@ -40,15 +40,18 @@ def _libc(function: str) -> Any:
         return None
 
 
-def keep_large_blocks(threshold_bytes: int = 512 << 20) -> bool:
-    """True when glibc accepted the thresholds."""
+def _mallopt(param: int, value: int) -> bool:
+    """glibc's `mallopt`; False where there is none or it refused the value."""
     mallopt = _libc("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes)) and bool(
-        mallopt(M_TRIM_THRESHOLD, threshold_bytes)
-    )
+    return bool(mallopt(param, value))
+
+
+def keep_large_blocks(threshold_bytes: int = 512 << 20) -> bool:
+    """True when glibc accepted the thresholds."""
+    ok = _mallopt(M_MMAP_THRESHOLD, threshold_bytes) and _mallopt(M_TRIM_THRESHOLD, threshold_bytes)
     if not ok:
         log.info("mallopt refused the thresholds; large arrays stay mmapped")
     return ok
@@ -62,11 +65,7 @@ def limit_arenas(count: int) -> bool:
     each. In the soak (a full 15-minute dashboard window) the default reached
     855-1,015 MiB with ~500 MiB of it freed heap; two arenas 500-720 MiB with
     150-290 MiB. Arenas that already exist stay; call it before the threads start."""
-    mallopt = _libc("mallopt")
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_ARENA_MAX, count))
+    return _mallopt(M_ARENA_MAX, count)
 
 
 def release_free_memory() -> bool:

@@ -56,9 +56,6 @@ class HeadSnapshot:
     runs: tuple[Run, ...]
     chunks: tuple[Part, ...]  # unsorted, oldest first; newer than every run
 
-    def read(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
-        return self.read_runs(ids, start, end) + self.read_chunks(ids, start, end)
-
     def read_runs(self, ids: np.ndarray, start: int, end: int) -> list[Part]:
         """The parts sorted by (series, timestamp) and deduplicated."""
         return [p for p in (run.select(ids, start, end) for run in self.runs) if p is not None]

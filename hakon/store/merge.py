@@ -178,8 +178,7 @@ def last_at_or_before(series: np.ndarray, ts: np.ndarray, at: np.ndarray) -> np.
         return np.zeros(len(ts), dtype=bool)
     first_at = np.searchsorted(at, ts, side="left")  # the first time at or after the row
     keep = first_at < len(at)
-    ends_run = np.ones(len(ts), dtype=bool)
-    np.not_equal(series[1:], series[:-1], out=ends_run[:-1])
+    ends_run = np.append(run_starts(series)[1:], True)
     # The next row of the series comes after that time: nothing replaces this row there.
     after = np.zeros(len(ts), dtype=bool)
     np.greater(ts[1:], at[np.minimum(first_at[:-1], len(at) - 1)], out=after[:-1])
