@@ -22,7 +22,6 @@ it fully.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from hakon.errors import InvalidRequest
+from hakon.ingest.bytekeys import MAX_KEY, ByteKeyTable, padded
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.series import SeriesRegistry, check_times
 from hakon.store.interface import SampleBatch
@@ -83,18 +83,37 @@ _SHAPES = (
 _SHIFTS = np.arange(0, 42, 7, dtype=np.uint64)
 
 
+def _series_layout(body: bytes, series: Any, lengths: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """A buffer holding every series' bytes (padded for `ByteKeyTable`) and their starts.
+
+    When the request is nothing but its series, each at `tag + varint length`,
+    the body itself is that buffer; otherwise (metadata, non-minimal lengths)
+    the series are joined.
+    """
+    header = 2 + (lengths >= 1 << 7) + (lengths >= 1 << 14) + (lengths >= 1 << 21)
+    ends = np.cumsum(header + lengths + (lengths >= 1 << 28))
+    if len(ends) and int(ends[-1]) == len(body):
+        return padded(body), ends - lengths
+    ends = np.cumsum(lengths)
+    return padded(b"".join(series)), ends - lengths
+
+
 class RemoteWriteDecoder:
     def __init__(self, limits: IngestLimits) -> None:
         self.limits = limits
         self.registry = SeriesRegistry(limits)
         self.skipped_histograms = 0
+        # Label prefixes of up to MAX_KEY bytes; longer ones and the rare hash
+        # collision are kept in the registry's `ids` under their bytes.
+        self._prefixes = ByteKeyTable()
+        self._prefixes_generation = 0
 
     def decode(self, body: bytes) -> SampleBatch:
         try:
             request = RawWriteRequest.FromString(body)
         except DecodeError as exc:
             raise InvalidRequest(f"body is not a valid WriteRequest: {exc}", field="body") from None
-        series = list(request.timeseries)
+        series = request.timeseries
         n = len(series)
         self.limits.check_sample_count(n)
         ids = np.empty(n, np.int64)
@@ -102,9 +121,11 @@ class RemoteWriteDecoder:
         values = np.empty(n, np.float64)
         pending = np.ones(n, bool)
         lengths = np.fromiter(map(len, series), np.int64, n)
+        buffer, starts = _series_layout(body, series, lengths)
         for shape in _SHAPES:
             if pending.any():
-                pending &= ~self._decode_shape(series, lengths, pending, shape, ids, ts, values)
+                done = self._decode_shape(buffer, starts, lengths, pending, shape, ids, ts, values)
+                pending &= ~done
         extra: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         drop = np.zeros(n, bool)
         for i in np.flatnonzero(pending).tolist():
@@ -125,7 +146,8 @@ class RemoteWriteDecoder:
 
     def _decode_shape(
         self,
-        series: list[bytes],
+        buffer: bytes,
+        starts: np.ndarray,
         lengths: np.ndarray,
         candidates: np.ndarray,
         shape: tuple[int, tuple[tuple[int, int], ...], int | None, int],
@@ -135,32 +157,22 @@ class RemoteWriteDecoder:
     ) -> np.ndarray:
         """Decode the candidates ending in `shape`; return the mask of those done."""
         tail_len, checks, value_at, ts_at = shape
-        n = len(series)
         idx = np.flatnonzero(candidates & (lengths > tail_len))
-        done = np.zeros(n, bool)
+        done = np.zeros(len(lengths), bool)
         if not len(idx):
             return done
-        chosen = series if len(idx) == n else [series[i] for i in idx.tolist()]
-        cut = operator.itemgetter(slice(-tail_len, None))
-        tails = np.frombuffer(b"".join(map(cut, chosen)), np.uint8).reshape(-1, tail_len)
+        data = np.frombuffer(buffer, np.uint8)
+        tail_at = starts[idx] + lengths[idx] - tail_len
+        tails = np.lib.stride_tricks.sliding_window_view(data, tail_len)[tail_at]
         ok = np.all(tails[:, ts_at : ts_at + 5] >= 0x80, axis=1)
         ok &= (tails[:, ts_at + 5] < 0x80) & (tails[:, ts_at + 5] > 0)
         for offset, expected in checks:
             ok &= tails[:, offset] == expected
         if not ok.all():
             idx, tails = idx[ok], tails[ok]
-            chosen = [series[i] for i in idx.tolist()]
         if not len(idx):
             return done
-        prefixes = list(map(operator.itemgetter(slice(None, -tail_len)), chosen))
-        known = list(map(self.registry.ids.get, prefixes))
-        usable = np.ones(len(idx), bool)
-        if None in known:
-            for j, sid in enumerate(known):
-                if sid is None:
-                    found = self._register_prefix(prefixes[j], int(idx[j]))
-                    known[j] = 0 if found is None else found
-                    usable[j] = found is not None
+        known, usable = self._prefix_ids(buffer, starts[idx], lengths[idx] - tail_len, idx)
         if value_at is None:
             values[idx] = 0.0
         else:
@@ -169,9 +181,59 @@ class RemoteWriteDecoder:
             )
         digits = (tails[:, ts_at : ts_at + 6] & 0x7F).astype(np.uint64)
         ts[idx] = (digits << _SHIFTS).sum(axis=1).astype(np.int64)
-        ids[idx] = np.fromiter(known, np.int64, len(known))
+        ids[idx] = known
         done[idx[usable]] = True
         return done
+
+    def _prefix_ids(
+        self, buffer: bytes, starts: np.ndarray, lengths: np.ndarray, where: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(id, usable) of each label prefix `buffer[start : start + length]`.
+
+        A prefix seen before is found without leaving numpy; a new one is parsed,
+        validated and registered (unusable when it holds more than labels).
+        `where` is each prefix's series index, for error messages.
+        """
+        ids = np.zeros(len(starts), np.int64)
+        usable = np.ones(len(starts), bool)
+        short = np.flatnonzero(lengths <= MAX_KEY)
+        with self.registry.lock:
+            table = self._table()
+            found_ids, found, hashes = table.lookup(buffer, starts[short], lengths[short])
+            ids[short] = found_ids
+            if found.all() and len(short) == len(starts):
+                return ids, usable
+            hash_of = dict(zip(short[~found].tolist(), hashes[~found].tolist(), strict=True))
+            missing = np.setdiff1d(np.arange(len(starts)), short[found], assume_unique=True)
+            registered: dict[bytes, int] = {}  # new in this request (a repeat is not re-added)
+            for j in missing.tolist():
+                start = int(starts[j])
+                prefix = buffer[start : start + int(lengths[j])]
+                sid = registered.get(prefix)
+                if sid is None:
+                    sid = self.registry.ids.get(prefix)
+                if sid is None:
+                    sid = self._register_prefix(prefix, int(where[j]))
+                    if sid is None:
+                        usable[j] = False
+                        continue
+                    registered[prefix] = sid
+                    h = hash_of.get(j)
+                    if h is None or not self._table().add(prefix, h, sid):
+                        self.registry.ids[prefix] = sid
+                ids[j] = sid
+        return ids, usable
+
+    def _table(self) -> ByteKeyTable:
+        """The prefix table, emptied when the registry started a new generation or is full."""
+        registry = self.registry
+        if (
+            self._prefixes_generation != registry.generation
+            or len(self._prefixes) >= self.limits.series_cache_size
+        ):
+            self._prefixes.clear()
+            self._prefixes_generation = registry.generation
+        return self._prefixes
 
     def _register_prefix(self, prefix: bytes, i: int) -> int | None:
         """The id of a label-fields-only prefix (cached under its bytes), else None."""
