@@ -183,6 +183,7 @@ class _KindFlattener:
         self.width = len(self.series)
         self.name_pairs = [(METRIC_NAME, name) for name, _ in self.series]
         self.name_encoded = [encode_pair(pair) for pair in self.name_pairs]
+        self._plain = [state is None for _, state in self.series]
         self.extra_labels = 1 + any(state is not None for _, state in self.series)
         fields = [i.field for i in kind.identity]
         self.key_of = attrgetter(*fields)
@@ -267,28 +268,38 @@ class _KindFlattener:
         return rows.add(key, labels)
 
     def fill_ids(self, rows: _Rows, row_of: np.ndarray, need: np.ndarray) -> None:
-        """Give ids to the series that have a value now but none yet (their id is 0)."""
-        remember = self.registry.remember
-        with self.registry.lock:
-            for j in np.flatnonzero(need.any(axis=1)).tolist():
-                row = int(row_of[j])
-                cols = [c for c in np.flatnonzero(need[j]).tolist() if not rows.ids[row, c]]
+        """Give ids to the series that have a value now but none yet (their id is 0).
+
+        A cluster's first payload brings every series new, so this loop is the cost
+        of a new series: one pass per resource, the ids written back at once.
+        """
+        selected = np.flatnonzero(need.any(axis=1))
+        targets = row_of[selected]
+        registry = self.registry
+        plain, name_encoded, name_pairs = self._plain, self.name_encoded, self.name_pairs
+        columns_of: dict[tuple[bool, ...], list[int]] = {}
+        at_rows: list[int] = []
+        at_cols: list[int] = []
+        sids: list[int] = []
+        with registry.lock:
+            todo = need[selected] & (rows.ids[targets] == 0)
+            for row, mask in zip(targets.tolist(), map(tuple, todo.tolist()), strict=True):
+                cols = columns_of.get(mask)
+                if cols is None:
+                    cols = columns_of[mask] = [c for c, wanted in enumerate(mask) if wanted]
                 base = rows.encoded(row)
-                if base is None:
-                    rows.ids[row, cols] = [self._series_id_slow(rows, row, c) for c in cols]
-                    continue
-                # `__name__` sorts before every lowercase label name, so the canonical
-                # form is the name pair followed by the resource's sorted pairs.
-                pairs, encoded = base
-                sids = []
                 for c in cols:
-                    if self.series[c][1] is None:
-                        sid = id_of_encoded(self.name_encoded[c] + encoded)
-                        remember(sid, (self.name_pairs[c], *pairs))
-                    else:
+                    if base is None or not plain[c]:
                         sid = self._series_id_slow(rows, row, c)
+                    else:
+                        # `__name__` sorts before every lowercase label name, so the
+                        # canonical form is the name pair then the resource's pairs.
+                        sid = id_of_encoded(name_encoded[c] + base[1])
+                        registry.remember(sid, (name_pairs[c], *base[0]))
                     sids.append(sid)
-                rows.ids[row, cols] = sids
+                at_rows += [row] * len(cols)
+                at_cols += cols
+            rows.ids[at_rows, at_cols] = sids
 
     def _series_id_slow(self, rows: _Rows, row: int, c: int) -> int:
         name, state = self.series[c]

@@ -33,6 +33,7 @@ import numpy as np
 import xxhash
 
 from hakon.errors import HakonError
+from hakon.gcpolicy import GcFreezer
 from hakon.ingest.limits import IngestLimits
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,7 @@ def serve(sock: socket.socket) -> None:
         return
     limits: IngestLimits = first[0]
     decoders, generation, orders = Decoders(limits), 0, _Orders()
+    collector = GcFreezer()
     while (request := _read_frame(sock)) is not None:
         (req_generation, fmt, encoding, allowed, args), raw = request
         if req_generation != generation:  # the server dropped labels: forget everything
@@ -269,6 +271,7 @@ def serve(sock: socket.socket) -> None:
             for r in registries:
                 r.journal = None
         sock.sendall(b"".join(reply))
+        collector.settle()
 
 
 def main() -> None:
