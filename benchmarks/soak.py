@@ -216,6 +216,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def rss_parts_mb(pid: int) -> dict[str, float]:
+    """Anonymous memory (heap, arrays) and mapped files (code, Parquet and catalog pages
+    the server maps) of the resident size."""
+    parts = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[line[3:7].lower()] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return parts
+
+
 def children_rss_mb(pid: int) -> float:
     """The server's child processes (decode workers, a block writer while one runs)."""
     total = 0.0
@@ -284,7 +297,9 @@ def main() -> None:
             while (elapsed := time.monotonic() - started) < duration:
                 samples.append((elapsed, rss_mb(pid)))
                 held = admin.get("/api/v1/admin/storage").json()
-                print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB  "
+                parts = rss_parts_mb(pid)
+                print(f"t={elapsed:6.0f} s  RSS {samples[-1][1]:7.1f} MiB "
+                      f"(anon {parts.get('anon', 0):6.1f}, file {parts.get('file', 0):6.1f})  "
                       f"children {children_rss_mb(pid):7.1f} MiB  "
                       f"(block cache {held['block_cache_bytes'] / 2**20:6.1f} MiB, "
                       f"catalog {held['catalog_memory_bytes'] / 2**20:6.1f} MiB, "

@@ -327,6 +327,13 @@ class Settings:
         "reads (native endpoints over days or months) and raw row groups of small "
         "reads (one dashboard series); 0 disables the cache.",
     )
+    block_cache_idle: float = _setting(
+        parse_duration("5m"),
+        _non_negative_float_duration,
+        "Row groups not read for this long leave the block cache, so it holds what "
+        "dashboards read now rather than filling up to its size (0: only the size "
+        "bounds it).",
+    )
     rules: tuple[str, ...] = _setting(
         (),
         _path_list,

@@ -24,7 +24,7 @@ from hakon.errors import Unavailable
 from hakon.gcpolicy import GcFreezer
 from hakon.ingest.decoding import default_processes
 from hakon.ingest.service import Ingest, limits_from
-from hakon.mallocpolicy import keep_large_blocks, limit_arenas
+from hakon.mallocpolicy import arrow_on_system_heap, keep_large_blocks, limit_arenas
 from hakon.query.engine import Engine
 from hakon.query.service import QueryService, concurrency_from, options_from
 from hakon.registry.functions import FunctionSettings
@@ -114,6 +114,7 @@ class Runtime:
     def open(self) -> None:
         if self.settings.malloc_arenas:
             limit_arenas(self.settings.malloc_arenas)  # before DuckDB's and our threads
+        arrow_on_system_heap()
         try:
             self.catalog = Catalog.open_in(self.settings.data_dir)
             revocations = RevocationList(CatalogRevocationStore(self.catalog))
@@ -216,6 +217,7 @@ def store_options(settings: Settings) -> StoreOptions:
         child_min_rows=settings.block_writer_min_rows,
         row_group_rows=settings.block_row_group_rows,
         block_cache_bytes=settings.block_cache_size,
+        block_cache_idle_s=settings.block_cache_idle,
     )
 
 

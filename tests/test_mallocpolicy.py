@@ -64,3 +64,24 @@ def test_threads_share_no_more_arenas_than_the_limit() -> None:
         return
     assert _arenas(0) > 2  # glibc's default gives the threads arenas of their own
     assert _arenas(2) == 2
+
+
+POOL = """
+import pyarrow as pa
+from hakon.mallocpolicy import arrow_on_system_heap
+print(arrow_on_system_heap(), pa.default_memory_pool().backend_name)
+"""
+
+
+def _pool(env: dict[str, str]) -> str:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", POOL], capture_output=True, text=True,
+                         check=True, env={**environ, **env})  # fmt: skip
+    return out.stdout.strip()
+
+
+def test_arrow_allocates_from_the_c_heap_unless_the_operator_chose_a_pool() -> None:
+    assert _pool({}) == "True system"
+    assert _pool({"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}) == "False mimalloc"

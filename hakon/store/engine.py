@@ -79,6 +79,7 @@ class StoreOptions:
     child_min_rows: int = 100_000  # flushes and merges this big run in a child process
     maintenance_interval_s: float = 5.0
     block_cache_bytes: int = 256 << 20
+    block_cache_idle_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.block_duration_ms % HOUR_MS:
@@ -131,7 +132,9 @@ class Store:
         self._synced_offset = 0
         self._seq = 0
         self.damaged: list[dict[str, str]] = []
-        self.block_cache = RowGroupCache(self.options.block_cache_bytes)
+        self.block_cache = RowGroupCache(
+            self.options.block_cache_bytes, self.options.block_cache_idle_s
+        )
         self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hakon-read")
         self._child = BlockWriterProcess()
         self.wal_replay_seconds = 0.0
@@ -752,6 +755,7 @@ class Store:
                     self.flush()
                 merged = self.compact()
                 retired = self.apply_retention()
+                self.block_cache.expire()
                 if flushed or merged or retired or self._heap_bloated():
                     release_free_memory()  # freed heap, kept by glibc until trimmed
             except Exception:

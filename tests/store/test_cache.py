@@ -50,3 +50,34 @@ def test_a_removed_blocks_entries_are_forgotten() -> None:
 
     cache.get(("/blocks/b.parquet", 0), load)
     assert loads == []  # b's entry stayed
+
+
+def test_entries_not_read_for_the_idle_time_leave(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [1000.0]
+    monkeypatch.setattr("hakon.store.cache.time.monotonic", lambda: clock[0])
+    cache = RowGroupCache(1 << 20, idle_s=60)
+    column = {"v": np.zeros(100)}
+    cache.get("read often", lambda: column)
+    cache.get("read once", lambda: column)
+    clock[0] += 45
+    cache.get("read often", lambda: column)  # a hit renews it
+    clock[0] += 30  # "read once" is 75 s idle now, "read often" 30 s
+    cache.expire()
+    assert cache.nbytes == 800
+    loads: list[str] = []
+    cache.get("read often", lambda: loads.append("often") or column)  # type: ignore[func-returns-value]
+    cache.get("read once", lambda: loads.append("once") or column)  # type: ignore[func-returns-value]
+    assert loads == ["once"]
+    clock[0] += 61  # both idle: a read of something else clears them on its way
+    cache.get("new", lambda: column)
+    assert cache.nbytes == 800
+
+
+def test_no_idle_bound_keeps_entries_until_the_size_needs_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    clock = [0.0]
+    monkeypatch.setattr("hakon.store.cache.time.monotonic", lambda: clock[0])
+    cache = RowGroupCache(1 << 20, idle_s=0)
+    cache.get("a", lambda: {"v": np.zeros(100)})
+    clock[0] += 10**6
+    cache.expire()
+    assert cache.nbytes == 800
