@@ -673,8 +673,9 @@ class Store:
                 metas,
                 now_ms,
                 self.options.block_duration_ms,
-                2 if force else self.options.compaction_min_blocks,
+                self.options.compaction_min_blocks,
                 self.options.compaction_max_rows,
+                whole=force,
             )
             for group in plans:
                 try:

@@ -110,6 +110,59 @@ def test_compaction_plan(blocks, now, expected) -> None:
     assert [[b.id for b in group] for group in plans] == expected
 
 
+def sized(bid: str, seq: int, rows: int, part: int = 0) -> BlockMeta:
+    return BlockMeta(bid, 0, part, part, part + 1, rows, 100, f"blocks/{bid}", seq)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # four flushes of a steady rate (sizes within 2x of each other) merge
+        ([100, 130, 90, 110], [0, 1, 2, 3]),
+        # a merged block and three new flushes: the flushes wait for a fourth
+        ([400, 100, 110, 95], []),
+        ([400, 100, 110, 95, 105], [1, 2, 3, 4]),
+        # four merged blocks of four merge again; the newer flushes are left alone
+        ([400, 420, 390, 410, 100, 90], [0, 1, 2, 3]),
+        # a small late flush in the middle breaks the run; the newest alike run counts
+        ([100, 100, 3, 100, 100, 100, 100], [3, 4, 5, 6]),
+        ([100, 100, 100, 3], []),
+    ],
+)
+def test_open_partitions_merge_blocks_of_alike_size(rows: list[int], expected: list[int]) -> None:
+    blocks = [sized(str(i), i, n) for i, n in enumerate(rows)]
+    plans = plan_compactions(blocks, 1 * H, 2 * H, min_blocks=4)
+    assert [[int(b.id) for b in group] for group in plans] == ([expected] if expected else [])
+
+
+def test_rows_written_grow_linearly_not_with_the_square_of_the_flushes() -> None:
+    """Sixty steady flushes into one open partition, compacting after each."""
+    blocks: list[BlockMeta] = []
+    written, seq = 0, 0
+    for _ in range(60):
+        seq += 1
+        blocks.append(sized(f"f{seq}", seq, 1000 + 37 * (seq % 5)))
+        while plans := plan_compactions(blocks, 1 * H, 2 * H, min_blocks=4):
+            for group in plans:
+                seq += 1
+                merged = sized(f"m{seq}", max(b.seq for b in group), sum(b.rows for b in group))
+                written += merged.rows
+                at = blocks.index(group[0])
+                blocks[at : at + len(group)] = [merged]
+    total = sum(b.rows for b in blocks)
+    assert written <= 3 * total  # each row rewritten once per tier (log4 60 < 3)
+    assert len(blocks) <= 9  # at most three blocks waiting in each tier
+    whole = plan_compactions(blocks, 1 * H, 2 * H, min_blocks=4, whole=True)
+    assert [b.id for b in whole[0]] == [b.id for b in blocks]
+
+
+def test_an_open_partition_that_never_lines_up_is_merged_whole_at_last() -> None:
+    rows = [1, 10, 100, 1000] * 4  # never four alike in a row
+    blocks = [sized(str(i), i, n) for i, n in enumerate(rows)]
+    assert plan_compactions(blocks[:-1], 1 * H, 2 * H, min_blocks=4) == []
+    assert len(plan_compactions(blocks, 1 * H, 2 * H, min_blocks=4)[0]) == 16
+
+
 def test_compaction_groups_stay_under_the_row_bound_and_consecutive_in_age() -> None:
     blocks = [
         BlockMeta(bid, 0, 0, 0, 1, rows, 100, f"blocks/{bid}", seq)
