@@ -106,7 +106,8 @@ def _newest_alike(ordered: list[BlockMeta], min_blocks: int) -> list[BlockMeta]:
 
 def _bounded_runs(blocks: list[BlockMeta], max_rows: int | None) -> list[list[BlockMeta]]:
     """`blocks` cut into consecutive runs of at most `max_rows` rows (runs of one dropped)."""
-    plans, run = [], []
+    plans: list[list[BlockMeta]] = []
+    run: list[BlockMeta] = []
     for b in blocks:
         if max_rows is not None and run and sum(m.rows for m in run) + b.rows > max_rows:
             if len(run) > 1:
