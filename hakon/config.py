@@ -235,7 +235,10 @@ class Settings:
         "Rows per Parquet row group: the unit a selective read decodes.",
     )
     compaction_min_blocks: int = _setting(
-        4, _int_between(2, 1000), "Merge a partition's blocks once it has this many."
+        4,
+        _int_between(2, 1000),
+        "Merge this many blocks of alike size in an open partition into one (a closed "
+        "partition is merged whole).",
     )
     compaction_max_rows: int = _setting(
         64_000_000,
