@@ -298,12 +298,17 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, tree: bool = True) -> float:
+    """Resident size of the process (and, with `tree`, its children: decode workers and
+    a block writer while one runs)."""
     total = 0.0
-    for p in _tree(pid):
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
+    for p in _tree(pid) if tree else [pid]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except FileNotFoundError:  # a child that just exited
+            continue
     return total
 
 
@@ -444,13 +449,14 @@ def main() -> None:
             req_rate = 0.8 * (sum(best_hg["statuses"].values()) / best_hg["elapsed"])
             paced = hakongo_run(senders=16, duration=args.duration, rate=req_rate)
             print(line(f"HakonGo at 80% ({req_rate:.0f} req/s)", paced))
-            rss_before = rss_mb(pid)
+            rss_before, own_before = rss_mb(pid), rss_mb(pid, tree=False)
             over = hakongo_run(senders=args.overload_senders, duration=args.duration)
             print(
                 line(f"overload, {args.overload_senders} senders", over)
                 + f"\n{'':<34} refusals p50 {pct(over['refused_latencies'], 0.5) * 1e3:.1f} ms"
-                f" p99 {pct(over['refused_latencies'], 0.99) * 1e3:.1f} ms; server RSS "
-                f"{rss_before:.0f} -> {rss_mb(pid):.0f} MB"
+                f" p99 {pct(over['refused_latencies'], 0.99) * 1e3:.1f} ms; RSS "
+                f"{rss_before:.0f} -> {rss_mb(pid):.0f} MB with children, server process "
+                f"{own_before:.0f} -> {rss_mb(pid, tree=False):.0f} MB"
             )
         finally:
             hakon.stop()
