@@ -8,13 +8,15 @@
 
 Why the decoder looks the way it does: Prometheus sends one sample per
 `TimeSeries`, so the per-series cost is the per-sample cost, and Python cannot
-afford to walk each series' labels. The C protobuf runtime (upb) splits the
-request into one `bytes` per series. A series almost always ends in a single
-18-byte sample field (tag, length 16, a double, a 6-byte varint timestamp: any
-time between 1971 and 2109); the bytes before it are the label fields, which
-are the same in every request from the same sender. So the label bytes are the
-cache key, found with C-level `map`, and values and timestamps of all such
-series are decoded at once with numpy. A label prefix is parsed and validated
+afford to walk each series' labels. The C protobuf runtime (upb) checks the
+request and gives each series' length, hence where it lies in the body. A
+series almost always ends in a single 18-byte sample field (tag, length 16, a
+double, a 6-byte varint timestamp: any time between 1971 and 2109); the bytes
+before it are the label fields, which are the same in every request from the
+same sender. So the label bytes are the cache key, looked up for the whole
+request at once where they lie (`hakon.ingest.bytekeys`), and values and
+timestamps of all such series are decoded at once with numpy, from views of
+the body. A label prefix is parsed and validated
 when first seen (it must hold labels only); every other shape of series (more
 samples, exemplars, other field orders) takes the general path, which parses
 it fully.
@@ -236,7 +238,7 @@ class RemoteWriteDecoder:
         return self._prefixes
 
     def _register_prefix(self, prefix: bytes, i: int) -> int | None:
-        """The id of a label-fields-only prefix (cached under its bytes), else None."""
+        """The id of a label-fields-only prefix (registered if new), else None."""
         try:
             parsed = TimeSeries.FromString(prefix)
         except DecodeError:
