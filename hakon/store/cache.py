@@ -26,9 +26,12 @@ Columns = dict[str, Any]  # column name -> numpy or Arrow array (anything with n
 
 
 class RowGroupCache:
-    def __init__(self, max_bytes: int, idle_s: float = 0.0) -> None:
+    def __init__(
+        self, max_bytes: int, idle_s: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_bytes = max_bytes
         self.idle_s = idle_s  # 0: entries stay until the byte bound needs their room
+        self._clock = clock
         # Least recently read first: (columns, bytes, when last read).
         self._entries: OrderedDict[Any, tuple[Columns, int, float]] = OrderedDict()
         self._bytes = 0
@@ -37,7 +40,7 @@ class RowGroupCache:
         self.misses = 0
 
     def get(self, key: Any, load: Callable[[], Columns]) -> Columns:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
@@ -65,7 +68,7 @@ class RowGroupCache:
         """Drop the entries not read for `idle_s` (reads do it too; this is for the
         quiet times, so memory goes back when no one is reading)."""
         with self._lock:
-            self._expire(time.monotonic())
+            self._expire(self._clock())
 
     def _expire(self, now: float) -> None:
         if not self.idle_s:

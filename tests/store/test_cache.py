@@ -52,10 +52,9 @@ def test_a_removed_blocks_entries_are_forgotten() -> None:
     assert loads == []  # b's entry stayed
 
 
-def test_entries_not_read_for_the_idle_time_leave(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_entries_not_read_for_the_idle_time_leave() -> None:
     clock = [1000.0]
-    monkeypatch.setattr("hakon.store.cache.time.monotonic", lambda: clock[0])
-    cache = RowGroupCache(1 << 20, idle_s=60)
+    cache = RowGroupCache(1 << 20, idle_s=60, clock=lambda: clock[0])
     column = {"v": np.zeros(100)}
     cache.get("read often", lambda: column)
     cache.get("read once", lambda: column)
@@ -73,10 +72,9 @@ def test_entries_not_read_for_the_idle_time_leave(monkeypatch) -> None:  # type:
     assert cache.nbytes == 800
 
 
-def test_no_idle_bound_keeps_entries_until_the_size_needs_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_no_idle_bound_keeps_entries_until_the_size_needs_them() -> None:
     clock = [0.0]
-    monkeypatch.setattr("hakon.store.cache.time.monotonic", lambda: clock[0])
-    cache = RowGroupCache(1 << 20, idle_s=0)
+    cache = RowGroupCache(1 << 20, idle_s=0, clock=lambda: clock[0])
     cache.get("a", lambda: {"v": np.zeros(100)})
     clock[0] += 10**6
     cache.expire()
