@@ -242,6 +242,18 @@ def children_rss_mb(pid: int) -> float:
     return total
 
 
+def rss_trend(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    """(MiB per second, fitted change over the span in % of the fitted start): growth
+    judged on every sample at once, so neither one low sample nor the head's
+    sawtooth at either end decides it."""
+    ts, rss = [t for t, _ in samples], [r for _, r in samples]
+    mean_t, mean_r = statistics.fmean(ts), statistics.fmean(rss)
+    spread = sum((t - mean_t) ** 2 for t in ts)
+    slope = sum((t - mean_t) * (r - mean_r) for t, r in samples) / spread if spread else 0.0
+    start = mean_r + slope * (ts[0] - mean_t)
+    return slope, slope * (ts[-1] - ts[0]) / start * 100 if start else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -344,6 +356,10 @@ def main() -> None:
               f"{max(first):.1f} -> {max(final):.1f} MiB ({peak_growth:+.1f} %), median "
               f"{statistics.median(first):.1f} -> {statistics.median(final):.1f} MiB "
               f"({median_growth:+.1f} %) (target <= +10 %)")  # fmt: skip
+        slope, change = rss_trend(after)
+        print(f"RSS trend after warm-up (least squares over every sample): {slope * 60:+.1f} "
+              f"MiB/min, {change:+.1f} % over the {(after[-1][0] - after[0][0]) / 60:.1f} "
+              f"minutes measured")  # fmt: skip
         print(f"5xx: {five_xx} (target 0); /health p99 {health_p99:.1f} ms (target <= 50 ms)")
 
 
