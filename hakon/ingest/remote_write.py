@@ -92,8 +92,8 @@ def _series_layout(body: bytes, series: Any, lengths: np.ndarray) -> tuple[bytes
     the body itself is that buffer; otherwise (metadata, non-minimal lengths)
     the series are joined.
     """
-    header = 2 + (lengths >= 1 << 7) + (lengths >= 1 << 14) + (lengths >= 1 << 21)
-    ends = np.cumsum(header + lengths + (lengths >= 1 << 28))
+    varint = 1 + sum(lengths >= 1 << bits for bits in (7, 14, 21, 28))
+    ends = np.cumsum(1 + varint + lengths)  # tag, length varint, the series
     if len(ends) and int(ends[-1]) == len(body):
         return padded(body), ends - lengths
     ends = np.cumsum(lengths)

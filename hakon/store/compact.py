@@ -91,16 +91,17 @@ def plan_compactions(
 def _newest_alike(ordered: list[BlockMeta], min_blocks: int) -> list[BlockMeta]:
     """The newest run of consecutive blocks alike in size, if it has `min_blocks`."""
     run: list[BlockMeta] = []
-    smallest = largest = 0
+    lo = hi = 0  # the run's smallest and largest row counts
     for b in reversed(ordered):
         rows = max(b.rows, 1)
-        lo, hi = min(smallest or rows, rows), max(largest, rows)
-        if hi > SIMILAR_SIZE * lo:
+        if run and max(hi, rows) > SIMILAR_SIZE * min(lo, rows):
             if len(run) >= min_blocks:
                 break
-            run, lo, hi = [], rows, rows  # start again from this block
+            run = []  # start again from this block
+        if not run:
+            lo = hi = rows
         run.append(b)
-        smallest, largest = lo, hi
+        lo, hi = min(lo, rows), max(hi, rows)
     return run[::-1] if len(run) >= min_blocks else []
 
 
