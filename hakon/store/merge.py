@@ -20,14 +20,10 @@ EMPTY = Samples(EMPTY_I64, EMPTY_I64, EMPTY_F64)
 Part = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def sort_dedup(
-    series: np.ndarray, ts: np.ndarray, values: np.ndarray, ids: np.ndarray | None = None
-) -> Samples:
-    """`ids`: the sorted, unique ids `series` is drawn from, when the caller knows them."""
+def sort_dedup(series: np.ndarray, ts: np.ndarray, values: np.ndarray) -> Samples:
     if len(ts) == 0:
         return EMPTY
-    order, gathered = _order(series, ts, ids)
-    series, ts = gathered if gathered is not None else (series[order], ts[order])
+    order, series, ts = _order(series, ts)
     values = values[order]
     keep = np.empty(len(ts), dtype=bool)
     keep[-1] = True
@@ -38,30 +34,31 @@ def sort_dedup(
     return Samples(series[keep], ts[keep], values[keep])
 
 
-def _order(
-    series: np.ndarray, ts: np.ndarray, ids: np.ndarray | None
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """Stable (series, ts) order (equal keys keep arrival order), and the sorted
-    series and timestamps when computing the order already produced them.
-
-    With the id list known, one int64 key (rank of the series, then time offset)
-    sorts in one pass instead of lexsort's two.
-    """
+def _order(series: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable (series, ts) order (equal keys keep arrival order), with the series and
+    timestamps in that order."""
     # Parts are concatenated sorted runs, usually in time order: a stable sort by
     # series alone (timsort merges the runs) is then already in (series, ts) order.
     by_series = np.argsort(series, kind="stable")
     s, t = series[by_series], ts[by_series]
     same = s[1:] == s[:-1]
     if not (t[1:][same] < t[:-1][same]).any():
-        return by_series, (s, t)
-    if ids is not None and len(ids):
-        lo = int(ts.min())
-        span = int(ts.max()) - lo
-        bits = max(1, span.bit_length())
-        if bits + max(1, len(ids).bit_length()) <= 62:
-            rank = np.searchsorted(ids, series).astype(np.int64)
-            return np.argsort((rank << bits) | (ts - lo), kind="stable"), None
-    return np.lexsort((ts, series)), None
+        return by_series, s, t
+    # Some series go back in time (rewrites, late samples). Each series' rows are
+    # together now, in arrival order: sort by (series' place, time) from there. The
+    # key is nearly sorted, so this second stable sort takes a tenth of the first
+    # (1 M rows of a head seal with rewrites: 3.5 against 34 ms; sorting arrival
+    # order again by both keys took 36 ms).
+    lo = int(t.min())
+    bits = max(1, (int(t.max()) - lo).bit_length())
+    place = np.empty(len(s), dtype=np.int64)
+    place[0] = 0
+    np.cumsum(~same, out=place[1:])
+    if bits + max(1, int(place[-1]).bit_length()) <= 62:
+        within = np.argsort((place << bits) | (t - lo), kind="stable")
+        return by_series[within], s[within], t[within]
+    order = np.lexsort((ts, series))  # times over 2^40 ms apart with a million series
+    return order, series[order], ts[order]
 
 
 def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples:
@@ -78,7 +75,7 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
     if not parts:
         return EMPTY
     if len(parts) > 64:  # the layout costs a pass over every key per part: sort
-        return _sort_parts(parts, ids)  # (the head's seal: hundreds of small chunks)
+        return _sort_parts(parts)  # (the head's seal: hundreds of small chunks)
     ordered = [_is_sorted_unique(p[0], p[1]) for p in parts]
     if len(parts) == 1 and ordered[0]:
         s, t, v = parts[0]
@@ -87,10 +84,10 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
     # unsorted part must keep its place in the oldest-first order.
     sorted_prefix = ordered.index(False) if False in ordered else len(parts)
     if sorted_prefix == 0 or any(ordered[sorted_prefix:]):
-        return _sort_parts(parts, ids)
+        return _sort_parts(parts)
     runs = list(parts[:sorted_prefix])
     if sorted_prefix < len(parts):
-        rest = _sort_parts(parts[sorted_prefix:], ids)
+        rest = _sort_parts(parts[sorted_prefix:])
         runs.append((rest.series, rest.timestamps, rest.values))
     if len(runs) == 1:
         s, t, v = runs[0]
@@ -98,15 +95,14 @@ def merge_parts(parts: Sequence[Part], ids: np.ndarray | None = None) -> Samples
     laid = _interleave(runs, ids)
     if _is_sorted_unique(laid.series, laid.timestamps):
         return laid
-    return sort_dedup(laid.series, laid.timestamps, laid.values, ids)
+    return sort_dedup(laid.series, laid.timestamps, laid.values)
 
 
-def _sort_parts(parts: Sequence[Part], ids: np.ndarray | None) -> Samples:
+def _sort_parts(parts: Sequence[Part]) -> Samples:
     return sort_dedup(
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
-        ids,
     )
 
 

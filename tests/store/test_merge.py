@@ -35,6 +35,30 @@ def test_time_disjoint_parts_merge_like_a_full_sort(seed: int, n_parts: int) -> 
     assert np.array_equal(merged.values, expected.values)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([-(2**63), -7, 0, 5, 2**63 - 1]),
+            st.one_of(st.integers(0, 40), st.integers(-(2**62), 2**62)),
+            st.floats(allow_nan=False),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_sort_dedup_keeps_each_series_and_time_once_with_the_last_value(rows: list) -> None:
+    """Arrival order with rewrites and series going back in time: the result is in
+    (series, time) order and holds the last value written for each pair. Times
+    2^62 apart take the general sort, near ones the nearly sorted second pass."""
+    model = {(sid, t): v for sid, t, v in rows}
+    series, ts, values = (np.array(column) for column in zip(*rows, strict=True))
+    got = sort_dedup(series.astype(np.int64), ts.astype(np.int64), values.astype(np.float64))
+    expected = sorted(model)
+    assert list(zip(got.series.tolist(), got.timestamps.tolist(), strict=True)) == expected
+    assert got.values.tolist() == [model[key] for key in expected]
+
+
 def _last_at_or_before_by_scan(series: np.ndarray, ts: np.ndarray, at: np.ndarray) -> np.ndarray:
     keep = np.zeros(len(ts), dtype=bool)
     for t in at.tolist():
