@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hakon.store.block import BlockFile, choose_scales, write_raw_block
+from hakon.store.cache import RowGroupCache
 from hakon.store.compact import plan_compactions, plan_retention
 from hakon.store.interface import Samples
 from hakon.store.manifest import BlockMeta
@@ -74,6 +75,26 @@ def test_scales_pick_short_decimals_and_fall_back_to_floats() -> None:
     assert choose_scales(series, values).tolist() == [2] * 6
     weird = np.array([0.1 + 0.2, np.nan, -0.0, 7.0])
     assert choose_scales(np.arange(4), weird).tolist() == [-1, -1, -1, 0]
+
+
+@pytest.mark.parametrize(
+    ("last", "has_floats"), [(4.5, False), (np.nan, True), (0.1 + 0.2, True), (-0.0, True)]
+)
+def test_the_raw_float_column_is_written_only_when_a_row_needs_it(
+    tmp_path, last: float, has_floats: bool
+) -> None:
+    series = np.repeat(np.arange(3, dtype=np.int64), 4)
+    ts = np.tile(np.arange(4, dtype=np.int64) * 15_000, 3)
+    values = np.arange(12, dtype=np.float64)
+    values[-1] = last
+    write_raw_block(Samples(series, ts, values), tmp_path / "b.parquet", 8)
+    block = BlockFile.open(tmp_path / "b.parquet")
+    assert block.has_floats is has_floats
+    schema = block.file.schema_arrow
+    assert not schema.field("tsr").nullable and not schema.field("vx").nullable
+    for cache in (None, RowGroupCache(1 << 20)):
+        got = block.read_raw(None, 0, 10**9, cache)
+        assert got.values.tobytes() == values.tobytes()  # bit for bit: NaN, -0.0
 
 
 def test_selective_read_touches_only_needed_row_groups(tmp_path) -> None:
@@ -182,7 +203,6 @@ def test_retention_plan_uses_each_resolutions_window() -> None:
 
 
 def test_small_reads_through_the_block_cache_equal_direct_reads(tmp_path) -> None:
-    from hakon.store.cache import RowGroupCache
 
     series = np.repeat(np.arange(40, dtype=np.int64), 50)
     ts = np.tile(np.arange(50, dtype=np.int64) * 15_000, 40)
