@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from hakon.store.cache import RowGroupCache
 from hakon.store.interface import Samples
-from hakon.store.merge import EMPTY, run_starts
+from hakon.store.merge import EMPTY, PIECE_ROWS, run_starts, series_pieces
 
 MAX_SCALE = 9
 _POW10 = 10.0 ** np.arange(MAX_SCALE + 1)
@@ -99,7 +99,7 @@ def stitch(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def grid_residuals(
     ts: np.ndarray, first: np.ndarray, rows: np.ndarray
-) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each series' timestamps as offsets from its own grid: (residuals, grid, period).
 
     A series scraped every `period` ms has its i-th sample near
@@ -113,7 +113,7 @@ def grid_residuals(
     which costs a byte plane, not a wider delta for every row.
     """
     if not len(first):
-        return pa.array([], type=pa.int32()), first.astype(np.int64), first.astype(np.int64)
+        return np.empty(0, np.int64), first.astype(np.int64), first.astype(np.int64)
     last = first + rows - 1
     rough = np.rint((ts[last] - ts[first]) / np.maximum(rows - 1, 1))
     # The mean of the intervals that are not gaps: a missed scrape would otherwise
@@ -130,10 +130,7 @@ def grid_residuals(
     base = ts - within * np.repeat(period, rows)
     grid = np.minimum.reduceat(base, first)
     residual = base - np.repeat(grid, rows)
-    # Residuals are bounded by twice a series' time span: int32 for any block shorter
-    # than 12 days (four byte planes instead of eight); int64 beyond.
-    wide = residual.max() >= 2**31
-    return pa.array(residual if wide else residual.astype(np.int32)), grid, period
+    return residual, grid, period
 
 
 def _grid_points(grid: np.ndarray, period: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -319,53 +316,93 @@ def cluster_runs(samples: Samples, groups: np.ndarray) -> Samples:
     return Samples(samples.series[perm], samples.timestamps[perm], samples.values[perm])
 
 
+@dataclass
+class _Encoded:
+    """One piece of a raw block: its row columns and its series' directory fields."""
+
+    tsr: np.ndarray  # int64
+    vx: np.ndarray
+    as_int: np.ndarray  # False where the row keeps its raw float
+    fields: list[np.ndarray]  # DIRECTORY_SCHEMA's, one entry per series run, in row order
+
+
+def _encode_piece(
+    series: np.ndarray,
+    ts: np.ndarray,
+    values: np.ndarray,
+    offset: int,
+    carry: int,
+    row_group_rows: int,
+) -> _Encoded:
+    """Encode rows holding whole series runs. `offset` is the first row's place in the
+    block (directory rows and the row-group layout are the block's); `carry` is the
+    stitched column's last value before it, so the column runs on as if encoded
+    whole (no jump for the delta encoding at a piece's edge)."""
+    scale, vint, as_int = encode_values(series, values)
+    starts = run_starts(series)
+    step, quotient = factor_steps(vint, as_int, starts)
+    first = np.flatnonzero(starts)
+    rows = np.diff(np.append(first, len(starts)))
+    last = first + rows - 1
+    residual, grid, period = grid_residuals(ts, first, rows)
+    vx = stitch(quotient, starts)
+    with np.errstate(over="ignore"):
+        vx += carry  # wrapping, as the running sum itself
+    # Window facts for runs spanning row groups (only there can a read skip a group of
+    # their early rows); -1 marks the others, so the field costs next to nothing.
+    spans_groups = (first + offset) // row_group_rows != (last + offset) // row_group_rows
+    tsr_max = np.full(len(first), -1, dtype=np.int64)
+    x_first = np.zeros(len(first), dtype=np.int64)
+    if spans_groups.any():
+        tsr_max[spans_groups] = np.maximum.reduceat(residual, first)[spans_groups]
+        x_first[spans_groups] = vx[first[spans_groups]]
+    fields = [
+        series[first],
+        first.astype(np.int64) + offset,
+        rows.astype(np.int64),
+        ts[first],
+        ts[last],
+        vint[first],
+        step[first],
+        np.maximum.reduceat(scale, first) if len(first) else scale,
+        np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int,
+        grid,
+        period,
+        x_first,
+        tsr_max,
+    ]
+    return _Encoded(residual, vx, as_int, fields)
+
+
 def write_raw_block(
     samples: Samples, path: Path, row_group_rows: int, groups: np.ndarray | None = None
 ) -> int:
     """Write sorted samples as a raw block; `groups` (one key per series) clusters rows."""
     if groups is not None and len(samples.series):
         samples = cluster_runs(samples, groups)
-    scale, vint, as_int = encode_values(samples.series, samples.values)
-    starts = run_starts(samples.series)
-    step, quotient = factor_steps(vint, as_int, starts)
-    first = np.flatnonzero(starts)
-    rows = np.diff(np.append(first, len(starts)))
-    last = first + rows - 1
-    by_id = np.argsort(samples.series[first], kind="stable")  # the directory is sorted by id
-    residual, grid, period = grid_residuals(samples.timestamps, first, rows)
-    vx = stitch(quotient, starts)
-    # Window facts for runs spanning row groups (only there can a read skip a group of
-    # their early rows); -1 marks the others, so the column costs next to nothing.
-    spans_groups = first // row_group_rows != last // row_group_rows
-    tsr_max = np.full(len(first), -1, dtype=np.int64)
-    x_first = np.zeros(len(first), dtype=np.int64)
-    if spans_groups.any():
-        tsr_max[spans_groups] = np.maximum.reduceat(residual.to_numpy(), first)[spans_groups]
-        x_first[spans_groups] = vx[first[spans_groups]]
-    directory = pa.table(
-        [
-            pa.array(samples.series[first][by_id]),
-            pa.array(first.astype(np.int64)[by_id]),
-            pa.array(rows.astype(np.int64)[by_id]),
-            pa.array(samples.timestamps[first][by_id]),
-            pa.array(samples.timestamps[last][by_id]),
-            pa.array(vint[first][by_id]),
-            pa.array(step[first][by_id]),
-            pa.array((np.maximum.reduceat(scale, first) if len(first) else scale)[by_id]),
-            pa.array((np.minimum.reduceat(as_int, first) == 0 if len(first) else as_int)[by_id]),
-            pa.array(grid[by_id]),
-            pa.array(period[by_id]),
-            pa.array(x_first[by_id]),
-            pa.array(tsr_max[by_id]),
-        ],
-        schema=DIRECTORY_SCHEMA,
+    series, ts, values = samples.series, samples.timestamps, samples.values
+    pieces: list[_Encoded] = []
+    carry = 0
+    for a, b in series_pieces(series, PIECE_ROWS) or [(0, 0)]:
+        pieces.append(_encode_piece(series[a:b], ts[a:b], values[a:b], a, carry, row_group_rows))
+        carry = int(pieces[-1].vx[-1]) if b > a else carry
+    fields = [np.concatenate(f) for f in zip(*(p.fields for p in pieces), strict=True)]
+    by_id = np.argsort(fields[0], kind="stable")  # the directory is sorted by id
+    directory = pa.table([pa.array(f[by_id]) for f in fields], schema=DIRECTORY_SCHEMA)
+    # Residuals are bounded by twice a series' time span: int32 for any block shorter
+    # than 12 days (four byte planes instead of eight); int64 beyond.
+    wide = any(len(p.tsr) and p.tsr.max() >= 2**31 for p in pieces)
+    tsr = pa.chunked_array(
+        [pa.array(p.tsr if wide else p.tsr.astype(np.int32)) for p in pieces],
+        pa.int64() if wide else pa.int32(),
     )
-    columns = [residual, pa.array(vx)]
-    fields = [pa.field("tsr", residual.type, nullable=False), pa.field("vx", pa.int64(), False)]
-    if not as_int.all():
-        columns.append(pa.array(samples.values, mask=as_int))
-        fields.append(pa.field("vfloat", pa.float64()))
-    table = pa.table(columns, schema=pa.schema(fields, {DIRECTORY_KEY: _ipc_bytes(directory)}))
+    columns: list[pa.ChunkedArray | pa.Array] = [tsr, pa.chunked_array([p.vx for p in pieces])]
+    fields_ = [pa.field("tsr", tsr.type, nullable=False), pa.field("vx", pa.int64(), False)]
+    if not all(p.as_int.all() for p in pieces):
+        as_int = np.concatenate([p.as_int for p in pieces])
+        columns.append(pa.array(values, mask=as_int))
+        fields_.append(pa.field("vfloat", pa.float64()))
+    table = pa.table(columns, schema=pa.schema(fields_, {DIRECTORY_KEY: _ipc_bytes(directory)}))
     return write_parquet_atomically(table, path, row_group_rows, RAW_ENCODINGS, RAW_UNCOMPRESSED)
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from hakon.store.block import BlockFile, write_parquet_atomically
 from hakon.store.cache import RowGroupCache
 from hakon.store.interface import Rollups, Samples
-from hakon.store.merge import EMPTY_F64, EMPTY_I64, ranges_for
+from hakon.store.merge import EMPTY_F64, EMPTY_I64, PIECE_ROWS, ranges_for, series_pieces
 
 EMPTY_ROLLUPS = Rollups(
     *([EMPTY_I64] * 2 + [EMPTY_F64] * 3 + [EMPTY_I64, EMPTY_F64] + [EMPTY_I64] * 2)
@@ -37,6 +37,24 @@ ENCODINGS = {
 
 
 def compute(samples: Samples, resolution_ms: int) -> Rollups:
+    """Rollups of samples sorted by (series, time), a piece of whole series at a time."""
+    pieces = series_pieces(samples.series, PIECE_ROWS)
+    if len(pieces) <= 1:
+        return _compute(samples, resolution_ms)
+    parts = [
+        _compute(
+            Samples(samples.series[a:b], samples.timestamps[a:b], samples.values[a:b]),
+            resolution_ms,
+        )
+        for a, b in pieces
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return EMPTY_ROLLUPS
+    return Rollups(**{c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS})
+
+
+def _compute(samples: Samples, resolution_ms: int) -> Rollups:
     keep = ~np.isnan(samples.values)
     series = samples.series[keep]
     ts = samples.timestamps[keep]

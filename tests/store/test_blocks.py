@@ -289,3 +289,54 @@ def test_id_chunks_cover_the_present_ids_in_order_within_the_row_bound(
     for chunk in chunks:
         assert len(chunk) == 1 or sum(rows[i] for i in chunk.tolist()) <= max_rows
     assert block.id_chunks(np.array([7], dtype=np.int64), 0, 10**9, max_rows) == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), piece=st.integers(1, 40), wide=st.booleans())
+def test_a_block_encoded_in_pieces_equals_one_encoded_whole(
+    tmp_path_factory, seed: int, piece: int, wide: bool
+) -> None:
+    """Raw and rollup blocks come out the same whether their rows are encoded in one
+    piece or in pieces of whole series (raw floats, a residual over 2^31 in one
+    piece only, clustered metrics)."""
+    import hakon.store.block as block_mod
+    import hakon.store.rollup as rollup_mod
+
+    rng = np.random.default_rng(seed)
+    n_series = int(rng.integers(1, 12))
+    lengths = rng.integers(1, 15, n_series)
+    series = np.repeat(np.sort(rng.choice(10**6, n_series, replace=False)), lengths)
+    ts = np.concatenate([np.cumsum(rng.integers(1, 30_000, k)) for k in lengths])
+    if wide:
+        ts[-1] += 2**32  # the last series spans weeks: int64 residuals for every piece
+    values = np.round(rng.normal(0, 100, len(ts)), int(rng.integers(0, 4)))
+    values[rng.random(len(ts)) < 0.1] = np.nan
+    groups = rng.integers(0, 3, n_series)
+    samples = Samples(series.astype(np.int64), ts.astype(np.int64), values)
+    tmp = tmp_path_factory.mktemp("pieces")
+    results = []
+    for rows in (10**9, piece):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(block_mod, "PIECE_ROWS", rows)
+            patch.setattr(rollup_mod, "PIECE_ROWS", rows)
+            path = tmp / f"b{rows}.parquet"
+            write_raw_block(samples, path, 16, groups)
+            rollups = rollup_mod.compute(samples, 300_000)
+        block = BlockFile.open(path)
+        got = block.read_raw(None, -(2**62), 2**62)
+        assert block.directory is not None
+        fields = dataclasses.fields(block.directory)
+        directory = {f.name: getattr(block.directory, f.name) for f in fields}
+        columns = block.file.read(columns=["tsr", "vx"]).to_pydict()  # vfloat: in values
+        results.append((got, directory, block.file.schema_arrow, rollups, columns))
+    whole, dir_whole, schema_whole, roll_whole, columns_whole = results[0]
+    cut, dir_cut, schema_cut, roll_cut, columns_cut = results[1]
+    assert columns_whole == columns_cut  # the stored columns themselves, vx included
+    assert whole.values.tobytes() == cut.values.tobytes() == values.tobytes()
+    assert np.array_equal(whole.timestamps, cut.timestamps) and np.array_equal(cut.timestamps, ts)
+    assert schema_whole == schema_cut
+    for name, column in dir_whole.items():
+        assert np.array_equal(column, dir_cut[name]), name
+    for name in rollup_mod.COLUMNS:
+        a, b = getattr(roll_whole, name), getattr(roll_cut, name)
+        assert a.tobytes() == b.tobytes(), name

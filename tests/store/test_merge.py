@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakon.store.merge import last_at_or_before, merge_parts, sort_dedup
+from hakon.store.merge import last_at_or_before, merge_parts, run_starts, series_pieces, sort_dedup
 
 
 def _part(rng: np.random.Generator, ids: np.ndarray, t0: int, t1: int) -> tuple:
@@ -98,3 +98,51 @@ def test_thinning_each_part_then_the_merge_equals_thinning_the_merge(
     got = _thin((thinned.series, thinned.timestamps, thinned.values), at)
     for g, e in zip(got, expected, strict=True):
         assert np.array_equal(g, e)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    runs=st.lists(st.integers(1, 30), max_size=40),
+    rows=st.integers(1, 50),
+)
+def test_series_pieces_cut_only_between_runs_and_stay_near_the_bound(
+    runs: list[int], rows: int
+) -> None:
+    series = np.repeat(np.arange(len(runs), dtype=np.int64) * 7 % 11, runs)  # not sorted
+    pieces = series_pieces(series, rows)
+    if not len(series):
+        assert pieces == []
+        return
+    run_first = set(np.flatnonzero(run_starts(series)).tolist())
+    assert [a for a, _ in pieces] == [0] + [b for _, b in pieces[:-1]]  # contiguous
+    assert pieces[-1][1] == len(series)
+    for a, b in pieces:
+        assert a in run_first and a < b
+        assert b - a <= rows or len(set(series[a:b].tolist())) == 1  # only a long run is over
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_parts=st.integers(60, 140))
+def test_many_parts_large_and_small_merge_like_a_full_sort(seed: int, n_parts: int) -> None:
+    """A head's flush: a few large sorted runs among many small chunks (sorted or in
+    arrival order, overlapping in time, rewriting each other's samples)."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(rng.integers(-(2**62), 2**62, 30))
+    parts = []
+    for i in range(n_parts):
+        if rng.random() < 0.1:  # a large run
+            s = np.repeat(ids, 20)
+            t = np.tile(np.arange(20, dtype=np.int64) * 10 + 1000 * i, len(ids))
+        else:
+            k = int(rng.integers(1, 8))
+            s = rng.choice(ids, k)
+            t = rng.integers(0, 1000 * n_parts, k)
+            if rng.random() < 0.5:
+                order = np.lexsort((t, s))
+                s, t = s[order], t[order]
+        parts.append((s, t, rng.normal(size=len(t))))
+    merged = merge_parts(parts)
+    expected = sort_dedup(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
+    assert np.array_equal(merged.series, expected.series)
+    assert np.array_equal(merged.timestamps, expected.timestamps)
+    assert np.array_equal(merged.values, expected.values)
