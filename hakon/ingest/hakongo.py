@@ -14,6 +14,7 @@ as NaN (JSON cannot carry NaN) and are masked out.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -264,14 +265,20 @@ class _KindFlattener:
                     if row is None:
                         found[j] = rows.index.get(keys[j])
                         if found[j] is None:
-                            found[j] = self._add(rows, keys[j], parent_of(j), rs[j], where(j))
+                            path = functools.partial(where, j)  # formatted only for an error
+                            found[j] = self._add(rows, keys[j], parent_of(j), rs[j], path)
         result = np.fromiter(found, np.int64, len(found))
         result.flags.writeable = False  # shared by the requests that repeat these resources
         rows.last = (signature, result)
         return result
 
     def _add(
-        self, rows: _Rows, key: Hashable, parent: dict[str, str], resource: Any, where: str
+        self,
+        rows: _Rows,
+        key: Hashable,
+        parent: dict[str, str],
+        resource: Any,
+        where: Callable[[], str],
     ) -> int:
         """A new resource: check its labels now; its series get ids when they get values.
 
@@ -421,9 +428,12 @@ class HakonGoDecoder:
         owners = np.repeat(rows, counts)
         names = list(map(flat.child_name_of, kids))
 
-        def where(k: int) -> str:  # only on errors: computed then
-            owner_of = np.repeat(np.arange(len(rs)), counts)
-            starts = np.cumsum(counts) - counts
+        @functools.cache
+        def places() -> tuple[np.ndarray, np.ndarray]:  # for `where`, computed once
+            return np.repeat(np.arange(len(rs)), counts), np.cumsum(counts) - counts
+
+        def where(k: int) -> str:
+            owner_of, starts = places()
             return f"resources[{owner_of[k]}].{flat.kind.child_field}[{k - starts[owner_of[k]]}]"
 
         crow = child.rows(

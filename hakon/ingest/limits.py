@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hakon.errors import InvalidRequest, PayloadTooLarge
@@ -64,20 +65,28 @@ class IngestLimits:
                     field=where,
                 )
 
-    def check_sizes(self, labels: dict[str, str], extra: int, where: str) -> None:
-        """Label count and value lengths only, for labels whose names are known to be valid."""
+    def check_sizes(
+        self, labels: dict[str, str], extra: int, where: str | Callable[[], str]
+    ) -> None:
+        """Label count and value lengths only, for labels whose names are known to be valid.
+
+        `where` names the field, or makes its name when one is needed (a cluster's first
+        payload checks thousands of resources, and formatting each one's path cost more
+        than the check)."""
         if len(labels) + extra > self.max_labels:
+            path = where if isinstance(where, str) else where()
             raise InvalidRequest(
-                f"{where}: {len(labels) + extra} labels; at most {self.max_labels} are allowed "
+                f"{path}: {len(labels) + extra} labels; at most {self.max_labels} are allowed "
                 "per series",
-                field=where,
+                field=path,
             )
         for key, value in labels.items():
             if len(value) > self.max_label_value_length:
+                path = where if isinstance(where, str) else where()
                 raise InvalidRequest(
-                    f"{where}: value of label {key!r} is {len(value)} characters; at most "
+                    f"{path}: value of label {key!r} is {len(value)} characters; at most "
                     f"{self.max_label_value_length} are allowed",
-                    field=where,
+                    field=path,
                 )
 
     def time_window(self, now_ms: int | None = None) -> tuple[int, int]:
