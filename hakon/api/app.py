@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from hakon import __version__
 from hakon.api import errors, openapi
+from hakon.api.fastpath import IngestFastPath
 from hakon.api.jsonguard import JsonGuardMiddleware
 from hakon.api.middleware import RequestContextMiddleware
 from hakon.api.ratelimit import TokenBucketLimiter
@@ -83,5 +84,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(registry.router)
     openapi.install(app)
     app.add_middleware(JsonGuardMiddleware, max_body=settings.api_max_body_bytes)
+    app.add_middleware(
+        IngestFastPath, fastapi_app=app, router=ingest.router, routes=ingest.FAST_ROUTES
+    )
     app.add_middleware(RequestContextMiddleware, telemetry=runtime.telemetry)
     return app

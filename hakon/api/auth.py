@@ -104,6 +104,7 @@ def require(
     ) -> TokenClaims:
         return await checker.check(request, credentials)
 
+    authenticated.checker = checker  # type: ignore[attr-defined]  # for hakon.api.fastpath
     return authenticated
 
 

@@ -309,3 +309,11 @@ async def influx_v2_write(
     ingest: Ingest = Depends(ingest_slot),
 ) -> Response:
     return await _influx(request, claims, ingest, precision, bucket)
+
+
+# POSTs answered by `hakon.api.fastpath` without FastAPI's per-request machinery: the
+# busiest routes, whose endpoints take only (request, claims, ingest).
+FAST_ROUTES = {
+    "/api/v1/write": write_scope.checker,  # type: ignore[attr-defined]
+    **{f"/api/v1/hakongo/{c.path}": write_scope.checker for c in COLLECTORS},  # type: ignore[attr-defined]
+}
