@@ -320,7 +320,7 @@ def cluster_runs(samples: Samples, groups: np.ndarray) -> Samples:
 class _Encoded:
     """One piece of a raw block: its row columns and its series' directory fields."""
 
-    tsr: np.ndarray  # int64
+    tsr: np.ndarray  # int32 unless a residual needs more
     vx: np.ndarray
     as_int: np.ndarray  # False where the row keeps its raw float
     fields: list[np.ndarray]  # DIRECTORY_SCHEMA's, one entry per series run, in row order
@@ -371,7 +371,10 @@ def _encode_piece(
         x_first,
         tsr_max,
     ]
-    return _Encoded(residual, vx, as_int, fields)
+    # Residuals are bounded by twice a series' time span: int32 for any block shorter
+    # than 12 days (four byte planes instead of eight); int64 beyond.
+    narrow = not len(residual) or residual.max() < 2**31
+    return _Encoded(residual.astype(np.int32) if narrow else residual, vx, as_int, fields)
 
 
 def write_raw_block(
@@ -386,23 +389,21 @@ def write_raw_block(
     for a, b in series_pieces(series, PIECE_ROWS) or [(0, 0)]:
         pieces.append(_encode_piece(series[a:b], ts[a:b], values[a:b], a, carry, row_group_rows))
         carry = int(pieces[-1].vx[-1]) if b > a else carry
-    fields = [np.concatenate(f) for f in zip(*(p.fields for p in pieces), strict=True)]
-    by_id = np.argsort(fields[0], kind="stable")  # the directory is sorted by id
-    directory = pa.table([pa.array(f[by_id]) for f in fields], schema=DIRECTORY_SCHEMA)
-    # Residuals are bounded by twice a series' time span: int32 for any block shorter
-    # than 12 days (four byte planes instead of eight); int64 beyond.
-    wide = any(len(p.tsr) and p.tsr.max() >= 2**31 for p in pieces)
+    entries = [np.concatenate(f) for f in zip(*(p.fields for p in pieces), strict=True)]
+    by_id = np.argsort(entries[0], kind="stable")  # the directory is sorted by id
+    directory = pa.table([pa.array(f[by_id]) for f in entries], schema=DIRECTORY_SCHEMA)
+    wide = any(p.tsr.dtype == np.int64 for p in pieces)
     tsr = pa.chunked_array(
-        [pa.array(p.tsr if wide else p.tsr.astype(np.int32)) for p in pieces],
+        [pa.array(p.tsr.astype(np.int64) if wide else p.tsr) for p in pieces],
         pa.int64() if wide else pa.int32(),
     )
     columns: list[pa.ChunkedArray | pa.Array] = [tsr, pa.chunked_array([p.vx for p in pieces])]
-    fields_ = [pa.field("tsr", tsr.type, nullable=False), pa.field("vx", pa.int64(), False)]
+    schema = [pa.field("tsr", tsr.type, nullable=False), pa.field("vx", pa.int64(), False)]
     if not all(p.as_int.all() for p in pieces):
         as_int = np.concatenate([p.as_int for p in pieces])
         columns.append(pa.array(values, mask=as_int))
-        fields_.append(pa.field("vfloat", pa.float64()))
-    table = pa.table(columns, schema=pa.schema(fields_, {DIRECTORY_KEY: _ipc_bytes(directory)}))
+        schema.append(pa.field("vfloat", pa.float64()))
+    table = pa.table(columns, schema=pa.schema(schema, {DIRECTORY_KEY: _ipc_bytes(directory)}))
     return write_parquet_atomically(table, path, row_group_rows, RAW_ENCODINGS, RAW_UNCOMPRESSED)
 
 
