@@ -20,15 +20,16 @@ def _scan(run: Run, ids: np.ndarray, start: int, end: int) -> tuple[np.ndarray, 
 @given(
     seed=st.integers(0, 2**32 - 1),
     rows=st.integers(0, 300),
+    n_series=st.integers(1, 400),  # many rows per series (a directory) or about one (none)
     wanted=st.integers(0, 12),
     start=st.integers(-50, 1050),
     width=st.integers(0, 1100),
 )
 def test_a_run_selects_what_a_scan_selects(
-    seed: int, rows: int, wanted: int, start: int, width: int
+    seed: int, rows: int, n_series: int, wanted: int, start: int, width: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    pool = np.unique(rng.integers(-(2**63), 2**63 - 1, 20, dtype=np.int64))
+    pool = np.unique(rng.integers(-(2**63), 2**63 - 1, n_series, dtype=np.int64))
     merged = sort_dedup(rng.choice(pool, rows), rng.integers(0, 1000, rows), rng.normal(size=rows))
     run = Run(merged.series, merged.timestamps, merged.values)
     # Ids in the run, ids absent from it, and ids below and above all of its ids.
