@@ -57,7 +57,7 @@ def _order(series: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     if bits + max(1, int(place[-1]).bit_length()) <= 62:
         within = np.argsort((place << bits) | (t - lo), kind="stable")
         return by_series[within], s[within], t[within]
-    order = np.lexsort((ts, series))  # times over 2^40 ms apart with a million series
+    order = np.lexsort((ts, series))  # times 2^42 ms (140 years) apart, a million series
     return order, series[order], ts[order]
 
 
