@@ -42,17 +42,23 @@ BLOCK_MS = 2 * 3_600_000
 def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
     kinds = ["container_network_receive_bytes_total"] * 4 + ["container_cpu_usage_seconds_total"]
     kinds += ["container_memory_working_set_bytes"] * 3 + ["container_cpu_usage_cores"] * 2
+    # Repeated values are one string each, as in a decoded request (only pod names are
+    # unique): a million copies of "ns-7" would be the data set's memory, not the store's.
+    clusters = [f"c{k}" for k in range(3)]
+    namespaces = [f"ns-{k}" for k in range(40)]
+    nodes = [f"node-{k:03d}" for k in range(500)]
+    containers = [f"ctr-{k}" for k in range(4)]
     out = []
     for i in range(offset, offset + n):
         pod = i // 4
         out.append(
             {
                 "__name__": kinds[i % 10],
-                "cluster": f"c{pod % 3}",
-                "namespace": f"ns-{pod % 40}",
+                "cluster": clusters[pod % 3],
+                "namespace": namespaces[pod % 40],
                 "pod": f"app-{pod % 997}-{pod:07d}",
-                "node": f"node-{pod % 500:03d}",
-                "container": f"ctr-{i % 4}",
+                "node": nodes[pod % 500],
+                "container": containers[i % 4],
             }
         )
     return out
@@ -64,8 +70,10 @@ class DataSet:
     def __init__(self, n: int, seed: int = 1, jitter: str = "uniform") -> None:
         self.rng = np.random.default_rng(seed)
         self.jitter = jitter
-        labels = label_sets(n)
-        canon = [canonical(ls) for ls in labels]
+        pairs: dict[tuple[str, str], tuple[str, str]] = {}  # each distinct pair once
+        canon = [
+            tuple(pairs.setdefault(pair, pair) for pair in canonical(ls)) for ls in label_sets(n)
+        ]
         self.ids = series_ids(canon)
         self.labels = canon
         kind = np.arange(n) % 10
