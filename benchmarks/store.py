@@ -42,8 +42,10 @@ BLOCK_MS = 2 * 3_600_000
 def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
     kinds = ["container_network_receive_bytes_total"] * 4 + ["container_cpu_usage_seconds_total"]
     kinds += ["container_memory_working_set_bytes"] * 3 + ["container_cpu_usage_cores"] * 2
-    # Repeated values are one string each, as in a decoded request (only pod names are
-    # unique): a million copies of "ns-7" would be the data set's memory, not the store's.
+    # Repeated values are one string each (only pod names are unique), as the index keeps
+    # them once interned: a million copies of "ns-7" were the generator's memory, counted
+    # as the store's. (A server's decoded requests do carry copies until the index interns
+    # them; the memory phase measures the store's steady state.)
     clusters = [f"c{k}" for k in range(3)]
     namespaces = [f"ns-{k}" for k in range(40)]
     nodes = [f"node-{k:03d}" for k in range(500)]
