@@ -22,11 +22,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hakon.api.auth import RequireScope, runtime_of
+from hakon.api.auth import RequireScope, bearer, runtime_of
 from hakon.api.errors import handle_hakon_error
 from hakon.errors import HakonError
 
@@ -44,17 +43,6 @@ class FastIngestRoute:
         self.endpoint: Endpoint = route.endpoint
         self.checker = checker
         self.status = route.status_code or 200
-
-
-def bearer(request: Request) -> HTTPAuthorizationCredentials | None:
-    """What FastAPI's `HTTPBearer(auto_error=False)` gives: None unless `Bearer <token>`."""
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
 
 
 class IngestFastPath:
@@ -108,7 +96,7 @@ class IngestFastPath:
         await response(scope, receive, send)
 
     async def _answer(self, fast: FastIngestRoute, request: Request) -> Response:
-        claims = await fast.checker.check(request, bearer(request))
+        claims = await fast.checker.check(request, await bearer(request))
         ingest = runtime_of(request).ingest
         with ingest.request():
             result = await fast.endpoint(request=request, claims=claims, ingest=ingest)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hakon.store.merge import Part, merge_parts, run_starts, spans
+from hakon.store.merge import Part, merge_parts, ranges_for, run_starts, spans
 
 
 class Run:
@@ -49,10 +49,7 @@ class Run:
         if not len(self.series) or self.max_ts < start or self.min_ts > end:
             return None
         if self.ids is None or self.starts is None:
-            rows = spans(
-                np.searchsorted(self.series, ids, side="left"),
-                np.searchsorted(self.series, ids, side="right"),
-            )
+            rows = ranges_for(self.series, ids)
         else:
             pos = np.searchsorted(self.ids, ids)
             pos = pos[self.ids[np.minimum(pos, len(self.ids) - 1)] == ids]
