@@ -478,6 +478,45 @@ class Store:
 
     # Rows a read at given times decodes at once from one block before thinning them.
     THIN_CHUNK_ROWS = 1 << 18
+    # Wanted rows per piece of a read decoded on its own: pieces decode side by side.
+    SPLIT_READ_ROWS = 1 << 17
+
+    def _read_pieces(
+        self, blocks: list[Block], ids: np.ndarray, start: int, end: int
+    ) -> list[tuple[int, np.ndarray]]:
+        """(block index, series) pieces of about `SPLIT_READ_ROWS` wanted rows each."""
+        return [
+            (i, chunk)
+            for i, b in enumerate(blocks)
+            for chunk in b.file.id_chunks(ids, start, end, self.SPLIT_READ_ROWS)
+        ]
+
+    def _read_side_by_side(
+        self, blocks: list[Block], pieces: list[tuple[int, np.ndarray]], start: int, end: int
+    ) -> list[Part]:
+        """Each block's part from its pieces, decoded in the reader pool. Parquet
+        decoding releases the GIL, and pyarrow's own threads split a read only by
+        column, of which the timestamp column costs most: 1,000 series x 1 h of one
+        2-hour block (960 row groups) decoded in 31 ms that way, 20 ms as three pieces
+        on two cores. The pieces of a block hold disjoint, increasing series, so they
+        join back in order."""
+
+        def read(piece: tuple[int, np.ndarray]) -> Samples:
+            return blocks[piece[0]].file.read_raw(piece[1], start, end)
+
+        done = list(self._readers.map(read, pieces))
+        parts: list[Part] = []
+        for i in range(len(blocks)):
+            mine = [s for (b, _), s in zip(pieces, done, strict=True) if b == i and len(s)]
+            if mine:
+                parts.append(
+                    (
+                        np.concatenate([s.series for s in mine]),
+                        np.concatenate([s.timestamps for s in mine]),
+                        np.concatenate([s.values for s in mine]),
+                    )
+                )
+        return parts
 
     def read(
         self,
@@ -521,7 +560,10 @@ class Store:
             return series, ts, values
 
         blocks = [b for b in snap.raw if b.meta.max_ts >= start and b.meta.min_ts <= end]
-        if len(blocks) > 1 and len(ids) > 64:
+        pieces = self._read_pieces(blocks, ids, start, end) if at is None and len(ids) > 64 else []
+        if len(pieces) > len(blocks):
+            parts = self._read_side_by_side(blocks, pieces, start, end)
+        elif len(blocks) > 1 and len(ids) > 64:
             # Parquet decoding releases the GIL: blocks decode side by side.
             parts = list(self._readers.map(block_part, blocks))
         else:

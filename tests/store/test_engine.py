@@ -11,7 +11,7 @@ from hakon.errors import InvalidRequest
 from hakon.store.catalog import Catalog
 from hakon.store.engine import HOUR_MS, Store, StoreOptions
 from hakon.store.interface import RAW, SampleBatch
-from hakon.store.labels import Matcher
+from hakon.store.labels import Matcher, canonical, series_ids
 
 
 @pytest.fixture
@@ -164,3 +164,34 @@ def test_a_read_at_given_times_sees_unsorted_head_rows(store: Store) -> None:
     got = store.read(ids, NOW - 10_000, NOW, at=np.array([NOW - 2500, NOW - 500]))
     assert got.timestamps.tolist() == [NOW - 3000, NOW - 1000]
     assert got.values.tolist() == [2.0, 1.0]
+
+
+@pytest.mark.parametrize("split_rows", [1 << 30, 50])
+def test_a_large_read_decoded_in_pieces_equals_the_model(store: Store, split_rows: int) -> None:
+    """Many series over two partitions, one of them in two overlapping blocks (the
+    second rewriting some samples), and the head: a read cut into pieces of a few
+    rows decoded side by side returns exactly what the last writes say."""
+    store.SPLIT_READ_ROWS = split_rows
+    rng = np.random.default_rng(11)
+    labels = [{"__name__": "m", "pod": f"p{i}"} for i in range(90)]
+    start = NOW - NOW % (2 * HOUR_MS) - 2 * HOUR_MS - 60_000  # the partition before
+    model: dict[tuple[int, int], float] = {}
+    for round_, flush in enumerate((True, True, False)):
+        ts = start + np.arange(0, 120_000, 10_000) + round_ * 40_000  # overlaps the last
+        rows = rng.permutation(np.repeat(np.arange(90), len(ts)))
+        times = np.tile(ts, 90)
+        values = rng.normal(size=len(rows))
+        store.append(SampleBatch.from_series(labels, rows, times, values))
+        for r, t, v in zip(rows.tolist(), times.tolist(), values.tolist(), strict=True):
+            model[(r, t)] = v
+        if flush:
+            store.flush()
+    assert store.stats()["blocks"] >= 3 and store.stats()["head_samples"] > 0
+    ids = np.array(sorted(store.select([Matcher("__name__", "=", "m")])))
+    sid = series_ids([canonical(ls) for ls in labels]).tolist()
+    got = store.read(ids, start + 5_000, start + 150_000)
+    want = sorted(
+        (sid[r], t, v) for (r, t), v in model.items() if start + 5_000 <= t <= start + 150_000
+    )
+    assert list(zip(got.series.tolist(), got.timestamps.tolist(), got.values.tolist(),
+                    strict=True)) == want  # fmt: skip
