@@ -3,6 +3,7 @@
     python benchmarks/store.py                 # every phase, the issue's data set
     python benchmarks/store.py --series 20000  # smaller, for a quick look
     python benchmarks/store.py --phase memory --memory-series 1000000
+    python benchmarks/store.py --phase serve-memory  # the same through `hakon serve`
 
 Data set: `--series` Kubernetes-like series (cluster, namespace, pod, node,
 container), one sample every 15 s with 0-20 ms of scrape jitter, over
@@ -21,6 +22,7 @@ import argparse
 import os
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -278,6 +280,85 @@ def bench_memory(args: argparse.Namespace) -> None:
     subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
+def bench_serve_memory(args: argparse.Namespace) -> None:
+    """The same, through `hakon serve`: `--memory-series` series sent over remote_write,
+    `--memory-scrapes` samples each, with the head kept whole (no flush). The server
+    process holds what a store does plus what serving adds: decoded requests, label
+    strings until the index interns them, the catalog's buffers, allocator slack."""
+    import cramjam
+    import httpx
+
+    sys.path.append(str(Path(__file__).parent.parent / "tests"))  # after benchmarks/
+    from ingest import rss_mb
+    from serverproc import HakonProcess
+
+    tmp = Path(tempfile.mkdtemp(prefix="hakon-bench-serve-mem-"))
+    proc = HakonProcess(tmp / "data", "--head-max-samples", str(10**10), "--head-max-age", "24h")
+    proc.start(timeout=60)
+    try:
+        assert proc.proc is not None
+        token = proc.token("metrics:write")
+        time.sleep(1.0)
+        rss0 = rss_mb(proc.proc.pid, tree=False) * 2**20
+        per_request = 10_000
+        series = [remote_write_prefix(ls) for ls in label_sets(args.memory_series)]
+        now = int(time.time() * 1000) - 3_600_000
+        headers = {"Authorization": f"Bearer {token}", "Content-Encoding": "snappy",
+                   "Content-Type": "application/x-protobuf"}  # fmt: skip
+        with httpx.Client(base_url=proc.url, headers=headers, timeout=120) as client:
+            for k in range(args.memory_scrapes):
+                sample = remote_write_sample(now + k * STEP_MS, float(k))
+                for lo in range(0, len(series), per_request):
+                    body = sample.join(series[lo : lo + per_request]) + sample
+                    snappy = bytes(cramjam.snappy.compress_raw(body))
+                    client.post("/api/v1/write", content=snappy).raise_for_status()
+        time.sleep(2.0)
+        with proc.client() as admin:
+            stats = admin.get("/api/v1/admin/storage").json()
+        rss = rss_mb(proc.proc.pid, tree=False) * 2**20
+        workers = rss_mb(proc.proc.pid) - rss / 2**20
+    finally:
+        proc.stop()
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    n = args.memory_series
+    print(f"hakon serve: {stats['series']:,} series, {stats['head_samples']:,} samples in the head")
+    report(f"server RSS growth per series ({n} series)", (rss - rss0) / n, "B")
+    report("server RSS per series, whole process", rss / n, "B")
+    report("decode workers' RSS (all of them)", workers, "MiB")
+
+
+def remote_write_prefix(labels: dict[str, str]) -> bytes:
+    """A TimeSeries field of a WriteRequest up to its one sample: its tag, length and
+    labels (sorted by name, as Prometheus sends them)."""
+    body = b"".join(
+        _pb_field(1, _pb_field(1, name.encode()) + _pb_field(2, value.encode()))
+        for name, value in sorted(labels.items())
+    )
+    sample = remote_write_sample(int(time.time() * 1000), 0.0)
+    return b"\x0a" + _varint(len(body) + len(sample)) + body
+
+
+def remote_write_sample(ts: int, value: float) -> bytes:
+    """A TimeSeries' Sample field (value, timestamp): the same length for any value and
+    any timestamp from 2004 to 2109 (a 6-byte varint), which `remote_write_prefix`
+    relies on."""
+    sample = b"\x09" + struct.pack("<d", value) + b"\x10" + _varint(ts)
+    return b"\x12" + _varint(len(sample)) + sample
+
+
+def _pb_field(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def bench_serve_replay(args: argparse.Namespace) -> None:
     """`hakon serve` ready after kill -9 with `--replay-samples` samples in the WAL."""
     sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
@@ -344,7 +425,7 @@ def main() -> None:
     ap.add_argument(
         "--phase",
         default="all",
-        choices=["all", "main", "day", "memory", "serve-replay", "fill-wal"],
+        choices=["all", "main", "day", "memory", "serve-memory", "serve-replay", "fill-wal"],
     )
     ap.add_argument("--series", type=int, default=100_000)
     models = "; ".join(f"{k}: {v}" for k, v in JITTER.items()).replace("%", "%%")
@@ -362,13 +443,14 @@ def main() -> None:
         "main": bench_main,
         "day": bench_day,
         "memory": bench_memory,
+        "serve-memory": bench_serve_memory,
         "serve-replay": bench_serve_replay,
         "fill-wal": fill_wal,
     }
     if args.phase != "all":
         phases[args.phase](args)
         return
-    for name in ("main", "day", "serve-replay", "memory"):
+    for name in ("main", "day", "serve-replay", "memory", "serve-memory"):
         # Each phase in its own process, so memory and caches do not leak across.
         cmd = [sys.executable, __file__, "--phase", name]
         cmd += [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()

@@ -45,13 +45,16 @@ log = logging.getLogger(__name__)
 class Decoders:
     """One decoder per format; `decode` dispatches by a format name."""
 
-    def __init__(self, limits: IngestLimits) -> None:
+    def __init__(self, limits: IngestLimits, keep_labels: bool = True) -> None:
+        """`keep_labels=False` in a decode worker: see `SeriesRegistry.keeps_labels`."""
         self.limits = limits
         self.hakongo: dict[str, HakonGoDecoder] = decoders(limits)
         self.edge = EdgeDecoder(limits)
         self.remote_write = RemoteWriteDecoder(limits)
         self.exposition = ExpositionDecoder(limits)
         self.influx = InfluxDecoder(limits)
+        for registry in self.registries():
+            registry.keeps_labels = keep_labels
 
     def registries(self) -> list[SeriesRegistry]:
         return [

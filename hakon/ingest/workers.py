@@ -243,12 +243,16 @@ def serve(sock: socket.socket) -> None:
     if first is None:
         return
     limits: IngestLimits = first[0]
-    decoders, generation, orders = Decoders(limits), 0, _Orders()
+
+    def fresh() -> Decoders:  # the server keeps the labels: it gets them with each batch
+        return Decoders(limits, keep_labels=False)
+
+    decoders, generation, orders = fresh(), 0, _Orders()
     collector = GcFreezer()
     while (request := _read_frame(sock)) is not None:
         (req_generation, fmt, encoding, allowed, args), raw = request
         if req_generation != generation:  # the server dropped labels: forget everything
-            decoders, generation, orders = Decoders(limits), req_generation, _Orders()
+            decoders, generation, orders = fresh(), req_generation, _Orders()
         registries = decoders.registries()
         journal: dict[int, Any] = {}
         for r in registries:
