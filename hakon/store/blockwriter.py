@@ -49,7 +49,7 @@ from hakon.store.compact import split_by_partition
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Samples
 from hakon.store.labels import METRIC_NAME, series_id
 from hakon.store.manifest import BlockMeta
-from hakon.store.merge import Part, merge_parts, run_starts
+from hakon.store.merge import Part, merge_in_pieces, run_starts
 
 LENGTH = struct.Struct("<Q")
 NO_METRIC_KEY = series_id(((METRIC_NAME, ""),))
@@ -101,7 +101,7 @@ def write_blocks(job: Job, parts: list[Part], keys: MetricKeys) -> list[list[Blo
         for file in job.files:
             s = BlockFile.open(data_dir / file).read_raw(None, -(2**63), 2**63 - 1)
             parts.append((s.series, s.timestamps, s.values))
-    merged = merge_parts(parts)
+    merged = merge_in_pieces(parts)
     if job.partition is not None:
         pieces = [(job.partition, merged)] if len(merged) else []
     else:

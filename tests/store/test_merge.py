@@ -6,7 +6,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakon.store.merge import last_at_or_before, merge_parts, run_starts, series_pieces, sort_dedup
+from hakon.store.merge import (
+    last_at_or_before,
+    merge_in_pieces,
+    merge_parts,
+    run_starts,
+    series_pieces,
+    sort_dedup,
+)
 
 
 def _part(rng: np.random.Generator, ids: np.ndarray, t0: int, t1: int) -> tuple:
@@ -121,11 +128,18 @@ def test_series_pieces_cut_only_between_runs_and_stay_near_the_bound(
         assert b - a <= rows or len(set(series[a:b].tolist())) == 1  # only a long run is over
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n_parts=st.integers(60, 140))
-def test_many_parts_large_and_small_merge_like_a_full_sort(seed: int, n_parts: int) -> None:
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_parts=st.one_of(st.integers(1, 10), st.integers(60, 140)),
+    piece_rows=st.sampled_from([1, 7, 50, 1 << 30]),
+)
+def test_many_parts_large_and_small_merge_like_a_full_sort(
+    seed: int, n_parts: int, piece_rows: int
+) -> None:
     """A head's flush: a few large sorted runs among many small chunks (sorted or in
-    arrival order, overlapping in time, rewriting each other's samples)."""
+    arrival order, overlapping in time, rewriting each other's samples), merged
+    whole and range of series by range."""
     rng = np.random.default_rng(seed)
     ids = np.unique(rng.integers(-(2**62), 2**62, 30))
     parts = []
@@ -141,8 +155,8 @@ def test_many_parts_large_and_small_merge_like_a_full_sort(seed: int, n_parts: i
                 order = np.lexsort((t, s))
                 s, t = s[order], t[order]
         parts.append((s, t, rng.normal(size=len(t))))
-    merged = merge_parts(parts)
     expected = sort_dedup(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
-    assert np.array_equal(merged.series, expected.series)
-    assert np.array_equal(merged.timestamps, expected.timestamps)
-    assert np.array_equal(merged.values, expected.values)
+    for merged in (merge_parts(parts), merge_in_pieces(parts, piece_rows)):
+        assert np.array_equal(merged.series, expected.series)
+        assert np.array_equal(merged.timestamps, expected.timestamps)
+        assert np.array_equal(merged.values, expected.values)
