@@ -70,7 +70,16 @@ class Manifest:
     def add_encoded_series(self, ids: np.ndarray, texts: Sequence[bytes]) -> None:
         """Record series whose labels are `encode_labels` texts (a repeat does no harm:
         `load_series` keeps one row per id)."""
-        table = pa.table({"id": pa.array(ids, pa.int64()), "labels": [t.decode() for t in texts]})
+        # One string array over the joined texts, checked as UTF-8 in C: decoding each
+        # text into a Python str first cost 1.4 us a series (100,000: 137 -> 28 ms).
+        lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+        offsets = np.zeros(len(texts) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        labels = pa.LargeStringArray.from_buffers(
+            len(texts), pa.py_buffer(offsets), pa.py_buffer(b"".join(texts))
+        )
+        labels.validate(full=True)
+        table = pa.table({"id": pa.array(ids, pa.int64()), "labels": labels})
         with self.catalog.transaction() as con:
             con.register("new_series", table)
             con.execute("INSERT INTO series SELECT id, labels FROM new_series")
