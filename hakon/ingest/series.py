@@ -40,6 +40,10 @@ class LabelsLookup(Sequence[Labels]):
             return [self._labels_of(int(sid)) for sid in self._ids[i]]
         return self._labels_of(int(self._ids[i]))
 
+    def take(self, positions: np.ndarray) -> list[Labels]:
+        """The labels at many positions at once (`SampleBatch.labels_at`)."""
+        return list(map(self._labels_of, self._ids[positions].tolist()))
+
     def __iter__(self) -> Iterator[Labels]:
         return (self._labels_of(sid) for sid in self._ids.tolist())
 

@@ -398,12 +398,18 @@ class Store:
         seen: set[int] = set()
         for batch in batches:
             unknown = np.flatnonzero(self.index.unknown(batch.series_ids))
-            for i in unknown.tolist():
-                sid = int(batch.series_ids[i])
-                if sid not in seen:
-                    seen.add(sid)
-                    new_ids.append(sid)
-                    new_labels.append(batch.series_labels[i])
+            if not len(unknown):
+                continue
+            _, first = np.unique(batch.series_ids[unknown], return_index=True)
+            if len(first) < len(unknown):  # repeats: the first of each, in batch order
+                unknown = unknown[np.sort(first)]
+            sids = batch.series_ids[unknown].tolist()
+            if seen:  # another batch of the group had some of them
+                fresh = [k for k, sid in enumerate(sids) if sid not in seen]
+                unknown, sids = unknown[fresh], [sids[k] for k in fresh]
+            seen.update(sids)
+            new_ids += sids
+            new_labels += batch.labels_at(unknown)
         if not new_ids:
             return None
         texts = [encode_labels(labels) for labels in new_labels]

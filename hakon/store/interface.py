@@ -64,6 +64,16 @@ class SampleBatch:
     def __len__(self) -> int:
         return len(self.timestamps)
 
+    def labels_at(self, positions: np.ndarray) -> list[Labels]:
+        """The label sets at these positions of `series_labels`, through its `take` where
+        it has one (a lazy lookup answers many at once: a cluster's first payload
+        registers thousands of series, and this is on the write path)."""
+        take = getattr(self.series_labels, "take", None)
+        if take is not None:
+            return list(take(positions))
+        labels = self.series_labels
+        return [labels[i] for i in positions.tolist()]
+
 
 @dataclass(frozen=True)
 class Samples:

@@ -195,3 +195,23 @@ def test_a_large_read_decoded_in_pieces_equals_the_model(store: Store, split_row
     )
     assert list(zip(got.series.tolist(), got.timestamps.tolist(), got.values.tolist(),
                     strict=True)) == want  # fmt: skip
+
+
+def test_the_new_series_of_a_commit_group_are_recorded_once_each_in_order(store: Store) -> None:
+    """Batches of one group commit repeat series within and across them (a decode
+    worker's batch lists a series once per sample): the WAL series record holds each
+    unknown series once, in first-seen order, with its labels; known ones are left out."""
+    canon = [canonical(ls) for ls in LABELS]
+    x, y, z = series_ids(canon).tolist()
+    store.append(SampleBatch.from_series(LABELS[2:], [0], [NOW - 5000], [1.0]))  # z is known
+
+    def batch(ids: list[int]) -> SampleBatch:
+        labels = [canon[[x, y, z].index(i)] for i in ids]
+        n = len(ids)
+        return SampleBatch(np.array(ids), labels, np.array(ids), np.full(n, NOW), np.ones(n))
+
+    new = store._new_series([batch([y, x, y, z]), batch([z, x, y]), batch([x])])
+    assert new is not None
+    record, labels = new
+    assert record.ids.tolist() == [y, x] and labels == [canon[1], canon[0]]
+    assert store._new_series([batch([z, z])]) is None
