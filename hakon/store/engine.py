@@ -54,7 +54,7 @@ from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
 from hakon.store.labels import Labels, Matcher
 from hakon.store.manifest import BlockMeta, Manifest, decode_labels, encode_labels
-from hakon.store.merge import EMPTY, Part, last_at_or_before, merge_parts
+from hakon.store.merge import EMPTY, Part, join, last_at_or_before, merge_parts
 from hakon.store.wal import SeriesRecord, Wal, encode_samples, encode_series
 
 log = logging.getLogger(__name__)
@@ -514,17 +514,9 @@ class Store:
         done = list(self._readers.map(read, pieces))
         parts: list[Part] = []
         for i in range(len(blocks)):
-            mine = [s for (b, _), s in zip(pieces, done, strict=True) if b == i and len(s)]
-            if len(mine) == 1:
-                parts.append((mine[0].series, mine[0].timestamps, mine[0].values))
-            elif mine:
-                parts.append(
-                    (
-                        np.concatenate([s.series for s in mine]),
-                        np.concatenate([s.timestamps for s in mine]),
-                        np.concatenate([s.values for s in mine]),
-                    )
-                )
+            joined = join([s for (b, _), s in zip(pieces, done, strict=True) if b == i])
+            if len(joined):
+                parts.append((joined.series, joined.timestamps, joined.values))
         return parts
 
     def read(

@@ -232,12 +232,19 @@ def merge_in_pieces(parts: Sequence[Part], rows: int = PIECE_ROWS) -> Samples:
         merged = merge_parts(piece)  # type: ignore[arg-type]
         if len(merged):
             pieces.append(merged)
+    return join(pieces)
+
+
+def join(pieces: Sequence[Samples]) -> Samples:
+    """Samples of disjoint ranges of series, in increasing order, one after the other."""
+    if not pieces:
+        return EMPTY
     if len(pieces) == 1:
         return pieces[0]
     return Samples(
-        np.concatenate([m.series for m in pieces]),
-        np.concatenate([m.timestamps for m in pieces]),
-        np.concatenate([m.values for m in pieces]),
+        np.concatenate([p.series for p in pieces]),
+        np.concatenate([p.timestamps for p in pieces]),
+        np.concatenate([p.values for p in pieces]),
     )
 
 
