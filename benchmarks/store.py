@@ -6,7 +6,8 @@
     python benchmarks/store.py --phase serve-memory  # the same through `hakon serve`
 
 Data set: `--series` Kubernetes-like series (cluster, namespace, pod, node,
-container), one sample every 15 s with 0-20 ms of scrape jitter, over
+container), one sample every 15 s with 0-20 ms of scrape jitter (by default one draw per
+node and scrape, shared by the node's series as a scrape stamps all its samples), over
 `--hours` hours aligned to one block partition. Kinds: byte counters (40 %),
 nanosecond-precision CPU-seconds counters (10 %), memory gauges in bytes
 (30 %), and CPU-core gauges with 3 decimals (20 %).
@@ -39,6 +40,7 @@ from hakon.store.labels import canonical, series_ids
 
 STEP_MS = 15_000
 BLOCK_MS = 2 * 3_600_000
+NODES = 500
 
 
 def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
@@ -50,7 +52,7 @@ def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
     # them; the memory phase measures the store's steady state.)
     clusters = [f"c{k}" for k in range(3)]
     namespaces = [f"ns-{k}" for k in range(40)]
-    nodes = [f"node-{k:03d}" for k in range(500)]
+    nodes = [f"node-{k:03d}" for k in range(NODES)]
     containers = [f"ctr-{k}" for k in range(4)]
     out = []
     for i in range(offset, offset + n):
@@ -61,7 +63,7 @@ def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
                 "cluster": clusters[pod % 3],
                 "namespace": namespaces[pod % 40],
                 "pod": f"app-{pod % 997}-{pod:07d}",
-                "node": nodes[pod % 500],
+                "node": nodes[pod % NODES],
                 "container": containers[i % 4],
             }
         )
@@ -71,7 +73,7 @@ def label_sets(n: int, offset: int = 0) -> list[dict[str, str]]:
 class DataSet:
     """Per-series value generators, vectorized across series, one scrape at a time."""
 
-    def __init__(self, n: int, seed: int = 1, jitter: str = "uniform") -> None:
+    def __init__(self, n: int, seed: int = 1, jitter: str = "target") -> None:
         self.rng = np.random.default_rng(seed)
         self.jitter = jitter
         pairs: dict[tuple[str, str], tuple[str, str]] = {}  # each distinct pair once
@@ -88,9 +90,9 @@ class DataSet:
         self.value = np.zeros(n)
         self.value[self.mem_gauge] = self.rng.integers(50, 2000, self.mem_gauge.sum()) * 2**20
         self.rate = self.rng.lognormal(8, 2, n)
+        self.node = (np.arange(n) // 4) % NODES  # as in label_sets
 
     def scrape(self, k: int, base: int) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.ids)
         rng = self.rng
         v = self.value
         bc = self.byte_counter
@@ -101,18 +103,24 @@ class DataSet:
         v[mg] = np.maximum(v[mg] + rng.integers(-64, 65, mg.sum()) * 4096, 4096)
         cg = self.core_gauge
         v[cg] = np.round(np.abs(rng.normal(0.25, 0.1, cg.sum())), 3)
-        ts = base + k * STEP_MS + scrape_jitter(rng, n, self.jitter)
+        ts = base + k * STEP_MS + scrape_jitter(rng, self.node, self.jitter)
         return ts, v.copy()
 
 
 JITTER = {
-    "uniform": "every sample 0-20 ms late, independently (the harsh case)",
+    "target": "each node's scrape 0-20 ms late, the same for all its series (cAdvisor's"
+    " container series come from one scrape of the node's kubelet)",
+    "uniform": "every sample 0-20 ms late, independently (the harsh case: no scraper"
+    " or pushing agent stamps samples of one scrape differently)",
     "late": "5 % of samples 1-20 ms late, the rest on the 15 s grid",
     "aligned": "every sample on the grid (Prometheus aligns scrapes within 2 ms)",
 }
 
 
-def scrape_jitter(rng: np.random.Generator, n: int, model: str) -> np.ndarray:
+def scrape_jitter(rng: np.random.Generator, node: np.ndarray, model: str) -> np.ndarray:
+    n = len(node)
+    if model == "target":
+        return rng.integers(0, 21, NODES)[node]
     if model == "aligned":
         return np.zeros(n, dtype=np.int64)
     if model == "late":
@@ -429,7 +437,7 @@ def main() -> None:
     )
     ap.add_argument("--series", type=int, default=100_000)
     models = "; ".join(f"{k}: {v}" for k, v in JITTER.items()).replace("%", "%%")
-    ap.add_argument("--jitter", choices=sorted(JITTER), default="uniform",
+    ap.add_argument("--jitter", choices=sorted(JITTER), default="target",
                     help="scrape timestamps: " + models)  # fmt: skip
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--day-series", type=int, default=100)

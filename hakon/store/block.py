@@ -12,7 +12,9 @@ partition per block, zstd-compressed row columns
 and a directory in the footer (key `hakon:directory`, an Arrow IPC stream)
 with one entry per series: id, first row, rows, first and last timestamp,
 first scaled value `v0`, `step`, decimal `scale`, whether it has raw-float
-rows, and its timestamp grid (`ts_grid`, `ts_period`). Blocks of format 1
+rows, its timestamp grid (`ts_grid`, `ts_period`) and its timestamp set: series
+with the very same timestamps (a scrape target's) share one copy of their
+residuals in the footer (key `hakon:timestamps`), their `tsr` rows 0. Blocks of format 1
 have a stitched DELTA_BINARY_PACKED `tsx` column instead of `tsr` and no grid;
 they are read as they are and rewritten in the current format when merged.
 
@@ -72,8 +74,12 @@ DIRECTORY_SCHEMA = pa.schema(
         ("ts_period", pa.int64()),
         ("x_first", pa.int64()),
         ("tsr_max", pa.int64()),
+        ("ts_set", pa.int32()),
     ]
 )
+# Timestamp sets (see shared_timestamp_sets): an Arrow IPC stream with one row per set,
+# `tsr`, the residuals its members share, in the narrowest unsigned type that holds them.
+TIMESTAMPS_KEY = b"hakon:timestamps"
 # Written before the timestamp grid (format 1): `tsx`, a stitched DELTA_BINARY_PACKED
 # column, and no ts_grid/ts_period in the directory. Still read.
 V1_TIMESTAMPS = "tsx"
@@ -141,6 +147,96 @@ def _grid_points(grid: np.ndarray, period: np.ndarray, count: np.ndarray) -> np.
     ends = grid + (count - 1) * period  # each run's last point
     steps[starts] = grid - np.concatenate(([0], ends[:-1]))
     return np.cumsum(steps, out=steps)  # in place: no second output-sized array
+
+
+# A timestamp array becomes a set when at least this many series have it: the set table
+# then holds at most an eighth of a block's timestamps, kept in memory while it is open.
+MIN_SET_MEMBERS = 8
+_FINGERPRINT_ROWS = 1 << 20
+
+
+def shared_timestamp_sets(ts: np.ndarray, first: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per series run (the runs `first`, `rows` tile `ts`), the timestamp set it belongs
+    to (-1 for none), sets numbered in the order of their first run.
+
+    Every sample of a scrape carries the scrape's time, every resource of a HakonGo
+    payload its `collected_at`: hundreds of series of one target have the same
+    timestamps, jitter and missed scrapes alike. Such an array is stored once; its
+    members' rows hold 0. Runs are bucketed by (rows, first and last timestamp, a
+    weighted sum of their timestamps) and each member is compared with its bucket's
+    first run row for row, so a shared array is always an exact copy.
+    """
+    out = np.full(len(first), -1, dtype=np.int64)
+    if len(first) < MIN_SET_MEMBERS:
+        return out
+    last = first + rows - 1
+    mixed = _fingerprints(ts, first, rows)
+    order = np.lexsort((mixed, ts[last], ts[first], rows))
+    as_before = np.zeros(len(order), dtype=bool)  # same key as the run sorted before it
+    as_before[1:] = True
+    for key in (rows, ts[first], ts[last], mixed):
+        sorted_key = key[order]
+        as_before[1:] &= sorted_key[1:] == sorted_key[:-1]
+    bucket_start = np.flatnonzero(~as_before)
+    sizes = np.diff(np.append(bucket_start, len(order)))
+    big = sizes >= MIN_SET_MEMBERS
+    if not big.any():
+        return out
+    # Each candidate compared with its bucket's leader (its first run in row order).
+    members = order[np.repeat(big, sizes)]
+    bucket_of = np.repeat(np.arange(big.sum()), sizes[big])
+    leaders = np.minimum.reduceat(members, np.concatenate(([0], np.cumsum(sizes[big])[:-1])))
+    leader_of = leaders[bucket_of]
+    same = np.ones(len(members), dtype=bool)
+    for lo, hi in _run_chunks(rows[members]):
+        m, lead = members[lo:hi], leader_of[lo:hi]
+        n = int(rows[m].sum())
+        equal = ts[_run_rows(first[m], rows[m], n)] == ts[_run_rows(first[lead], rows[m], n)]
+        same[lo:hi] = np.logical_and.reduceat(equal, np.concatenate(([0], np.cumsum(rows[m])[:-1])))
+    verified = np.bincount(bucket_of[same], minlength=len(leaders))
+    kept = verified >= MIN_SET_MEMBERS
+    set_of_bucket = np.full(len(leaders), -1, dtype=np.int64)
+    by_leader = np.argsort(leaders[kept], kind="stable")
+    set_of_bucket[np.flatnonzero(kept)[by_leader]] = np.arange(int(kept.sum()))
+    chosen = same & kept[bucket_of]
+    out[members[chosen]] = set_of_bucket[bucket_of[chosen]]
+    return out
+
+
+def _fingerprints(ts: np.ndarray, first: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A weighted sum of each run's timestamps (wrapping): equal arrays, equal sums."""
+    mixed = np.empty(len(first), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        for lo, hi in _run_chunks(rows):  # the runs tile the rows
+            a, b = int(first[lo]), int(first[hi - 1] + rows[hi - 1])
+            weights = np.arange(a, b, dtype=np.int64)
+            weights -= np.repeat(first[lo:hi], rows[lo:hi])  # row within its run
+            weights = (weights * 2 + 1) * np.int64(-7046029254386353131)  # odd, bits spread
+            weights ^= weights >> 29
+            weights *= ts[a:b]
+            mixed[lo:hi] = np.add.reduceat(weights, first[lo:hi] - a)
+    return mixed
+
+
+def _run_chunks(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive ranges of runs holding about _FINGERPRINT_ROWS rows each (at least one
+    run), so per-row temporaries stay bounded."""
+    ends = np.cumsum(rows)
+    chunks, lo = [], 0
+    while lo < len(rows):
+        base = ends[lo - 1] if lo else 0
+        hi = max(int(np.searchsorted(ends, base + _FINGERPRINT_ROWS, side="right")), lo + 1)
+        chunks.append((lo, hi))
+        lo = hi
+    return chunks
+
+
+def _narrow_unsigned(values: np.ndarray) -> np.ndarray:
+    top = int(values.max()) if len(values) else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype)
+    return values.astype(np.int64)
 
 
 def _row_scales(values: np.ndarray) -> np.ndarray:
@@ -333,11 +429,13 @@ def _encode_piece(
     offset: int,
     carry: int,
     row_group_rows: int,
+    ts_set: np.ndarray,
 ) -> _Encoded:
     """Encode rows holding whole series runs. `offset` is the first row's place in the
     block (directory rows and the row-group layout are the block's); `carry` is the
     stitched column's last value before it, so the column runs on as if encoded
-    whole (no jump for the delta encoding at a piece's edge)."""
+    whole (no jump for the delta encoding at a piece's edge). `ts_set` gives each run's
+    timestamp set: the residuals of a set's members are in the set table, their rows 0."""
     scale, vint, as_int = encode_values(series, values)
     starts = run_starts(series)
     step, quotient = factor_steps(vint, as_int, starts)
@@ -356,6 +454,8 @@ def _encode_piece(
     if spans_groups.any():
         tsr_max[spans_groups] = np.maximum.reduceat(residual, first)[spans_groups]
         x_first[spans_groups] = vx[first[spans_groups]]
+    if (ts_set >= 0).any():
+        residual[np.repeat(ts_set >= 0, rows)] = 0
     fields = [
         series[first],
         first.astype(np.int64) + offset,
@@ -370,6 +470,7 @@ def _encode_piece(
         period,
         x_first,
         tsr_max,
+        ts_set.astype(np.int32),
     ]
     # Residuals are bounded by twice a series' time span: int32 for any block shorter
     # than 12 days (four byte planes instead of eight); int64 beyond.
@@ -384,14 +485,23 @@ def write_raw_block(
     if groups is not None and len(samples.series):
         samples = cluster_runs(samples, groups)
     series, ts, values = samples.series, samples.timestamps, samples.values
+    run_first = np.flatnonzero(run_starts(series))
+    run_rows = np.diff(np.append(run_first, len(series)))
+    ts_set = shared_timestamp_sets(ts, run_first, run_rows)
     pieces: list[_Encoded] = []
     carry = 0
     for a, b in series_pieces(series, PIECE_ROWS) or [(0, 0)]:
-        pieces.append(_encode_piece(series[a:b], ts[a:b], values[a:b], a, carry, row_group_rows))
+        runs = slice(*np.searchsorted(run_first, [a, b]))
+        pieces.append(
+            _encode_piece(series[a:b], ts[a:b], values[a:b], a, carry, row_group_rows, ts_set[runs])
+        )
         carry = int(pieces[-1].vx[-1]) if b > a else carry
     entries = [np.concatenate(f) for f in zip(*(p.fields for p in pieces), strict=True)]
     by_id = np.argsort(entries[0], kind="stable")  # the directory is sorted by id
     directory = pa.table([pa.array(f[by_id]) for f in entries], schema=DIRECTORY_SCHEMA)
+    metadata = {DIRECTORY_KEY: _ipc_bytes(directory)}
+    if (ts_set >= 0).any():
+        metadata[TIMESTAMPS_KEY] = _set_table(ts, run_first, run_rows, ts_set, entries)
     wide = any(p.tsr.dtype == np.int64 for p in pieces)
     tsr = pa.chunked_array(
         [pa.array(p.tsr.astype(np.int64) if wide else p.tsr) for p in pieces],
@@ -403,8 +513,32 @@ def write_raw_block(
         as_int = np.concatenate([p.as_int for p in pieces])
         columns.append(pa.array(values, mask=as_int))
         schema.append(pa.field("vfloat", pa.float64()))
-    table = pa.table(columns, schema=pa.schema(schema, {DIRECTORY_KEY: _ipc_bytes(directory)}))
+    table = pa.table(columns, schema=pa.schema(schema, metadata))
     return write_parquet_atomically(table, path, row_group_rows, RAW_ENCODINGS, RAW_UNCOMPRESSED)
+
+
+def _set_table(
+    ts: np.ndarray,
+    run_first: np.ndarray,
+    run_rows: np.ndarray,
+    ts_set: np.ndarray,
+    entries: list[np.ndarray],
+) -> bytes:
+    """The residuals of each timestamp set (its first member's), as an IPC stream."""
+    leaders = np.flatnonzero(ts_set >= 0)
+    leaders = leaders[np.unique(ts_set[leaders], return_index=True)[1]]  # set order
+    grid, period = (
+        entries[DIRECTORY_SCHEMA.names.index("ts_grid")],
+        entries[DIRECTORY_SCHEMA.names.index("ts_period")],
+    )
+    rows = run_rows[leaders]
+    n = int(rows.sum())
+    residual = ts[_run_rows(run_first[leaders], rows, n)] - _grid_points(
+        grid[leaders], period[leaders], rows
+    )
+    offsets = np.concatenate(([0], np.cumsum(rows))).astype(np.int32)
+    tsr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(_narrow_unsigned(residual)))
+    return _ipc_bytes(pa.table({"tsr": tsr}))
 
 
 def _ipc_bytes(table: pa.Table) -> bytes:
@@ -435,6 +569,7 @@ class Directory:
     # row groups of that part. None in blocks written before them.
     x_first: np.ndarray | None = None
     tsr_max: np.ndarray | None = None
+    ts_set: np.ndarray | None = None  # the run's timestamp set, -1 for none
 
     @classmethod
     def parse(cls, data: bytes) -> Directory:
@@ -474,6 +609,9 @@ class BlockFile:
     directory: Directory | None
     lock: threading.Lock
     has_floats: bool  # a `vfloat` column: written only when some row keeps a raw float
+    # Timestamp sets: set k's residuals are set_values[set_offsets[k]:set_offsets[k + 1]].
+    set_values: np.ndarray
+    set_offsets: np.ndarray
 
     @classmethod
     def open(cls, path: Path) -> BlockFile:
@@ -487,6 +625,12 @@ class BlockFile:
         offsets = np.concatenate(([0], np.cumsum(rows, dtype=np.int64)))
         kv = pf.schema_arrow.metadata or {}
         directory = Directory.parse(kv[DIRECTORY_KEY]) if DIRECTORY_KEY in kv else None
+        set_values, set_offsets = EMPTY.timestamps, EMPTY.timestamps
+        if TIMESTAMPS_KEY in kv:
+            sets = pa.ipc.open_stream(pa.py_buffer(kv[TIMESTAMPS_KEY])).read_all()
+            tsr = sets.column("tsr").combine_chunks()
+            set_values = tsr.values.to_numpy()
+            set_offsets = tsr.offsets.to_numpy().astype(np.int64)
         mins, maxs = [], []
         col = pf.schema_arrow.get_field_index("series")
         if col >= 0:
@@ -505,6 +649,8 @@ class BlockFile:
             directory,
             threading.Lock(),
             "vfloat" in pf.schema_arrow.names,
+            set_values,
+            set_offsets,
         )
 
     def row_groups_for(self, ids: np.ndarray | None) -> list[int]:
@@ -619,10 +765,15 @@ class BlockFile:
         any_float = self.has_floats and bool(d.has_float[runs].any())
         grid = d.ts_grid is not None
         ts_column = "tsr" if grid else V1_TIMESTAMPS
-        columns = [ts_column, "vx", "vfloat"] if any_float else [ts_column, "vx"]
-        table = self._decode(needed, columns, cache)
+        sets = d.ts_set[runs] if d.ts_set is not None else None
+        in_set = sets >= 0 if sets is not None else None
+        # Runs of timestamp sets have their residuals in memory, 0 in the column: a read
+        # of only such runs skips the costliest column (zstd) altogether.
+        own_ts = in_set is None or not in_set.all()
+        columns = ([ts_column] if own_ts else []) + ["vx"] + (["vfloat"] if any_float else [])
+        table = self._decode(needed, columns, ts_column, cache)
         local, first_local = self._table_positions(runs, first, count, needed, rg_lo, n)
-        tsx = table.column(ts_column).to_numpy()
+        tsx = table.column(ts_column).to_numpy() if own_ts else None
         vx = table.column("vx").to_numpy()
         # Per-run constants, expanded with repeat: value = v0 + (vx - vx_first) * step,
         # computed as (v0 - vx_first * step) + vx * step (the same in int64 wrap-around).
@@ -631,8 +782,12 @@ class BlockFile:
                 assert d.ts_grid is not None and d.ts_period is not None
                 period = d.ts_period[runs]
                 ts = _grid_points(d.ts_grid[runs] + skipped * period, period, count)
-                ts += tsx[local]
+                if tsx is not None:
+                    ts += tsx[local]
+                if sets is not None and in_set is not None and in_set.any():
+                    self._add_set_residuals(ts, sets, in_set, skipped, count)
             else:
+                assert tsx is not None
                 ts = np.repeat(d.ts_first[runs] - tsx[first_local], count) + tsx[local]
             step = d.step[runs]
             # A run's first row is in the table unless the window skipped it; then the
@@ -658,14 +813,37 @@ class BlockFile:
             return EMPTY
         return Samples(series, ts, values)
 
+    def _add_set_residuals(
+        self,
+        ts: np.ndarray,
+        ts_set: np.ndarray,
+        in_set: np.ndarray,
+        skipped: np.ndarray,
+        count: np.ndarray,
+    ) -> None:
+        """Add the set residuals of the runs in a set to their rows of `ts`."""
+        wanted = count[in_set]
+        n = int(wanted.sum())
+        src = _run_rows(self.set_offsets[ts_set[in_set]] + skipped[in_set], wanted, n)
+        if in_set.all():
+            ts += self.set_values[src]
+            return
+        out_first = (np.cumsum(count) - count)[in_set]
+        ts[_run_rows(out_first, wanted, n)] += self.set_values[src]
+
     def _decode(
-        self, needed: np.ndarray, columns: list[str], cache: RowGroupCache | None
+        self,
+        needed: np.ndarray,
+        columns: list[str],
+        ts_column: str,
+        cache: RowGroupCache | None,
     ) -> pa.Table:
         groups = needed.tolist()
         if cache is None or len(groups) > self.CACHED_READ_GROUPS:
             return self.read_table(groups, columns)
         key = (str(self.path), "raw")
-        all_columns = [columns[0], "vx", "vfloat"] if self.has_floats else [columns[0], "vx"]
+        # A cached row group holds every column, whichever read decoded it first.
+        all_columns = [ts_column, "vx", "vfloat"] if self.has_floats else [ts_column, "vx"]
         parts = [
             cache.get((*key, g), functools.partial(self._decode_group, g, all_columns))
             for g in groups
