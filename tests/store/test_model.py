@@ -19,7 +19,8 @@ from hakon.store.labels import Matcher, canonical, series_id
 H = 3_600_000
 NOW = int(time.time() * 1000)
 BASE = NOW - NOW % (2 * H) - 8 * H  # four partitions, all in the past
-SERIES = [{"__name__": "m", "pod": f"p{i}", "ns": "a" if i % 2 else "b"} for i in range(6)]
+# Enough series for a scrape of all of them to form a timestamp set in a block.
+SERIES = [{"__name__": "m", "pod": f"p{i}", "ns": "a" if i % 2 else "b"} for i in range(10)]
 IDS = [series_id(canonical(s)) for s in SERIES]
 
 values = st.one_of(
@@ -33,8 +34,13 @@ stamps = st.one_of(
     st.sampled_from([0, 1, 2 * H - 1, 2 * H, 5 * H + 7, 8 * H - 1]),
 ).map(lambda t: BASE + t)
 sample = st.tuples(st.integers(0, len(SERIES) - 1), stamps, values)
+# A scrape: every series at one instant, as a target's samples arrive.
+scrape = st.tuples(stamps, st.lists(values, min_size=len(SERIES), max_size=len(SERIES))).map(
+    lambda s: [(i, s[0], v) for i, v in enumerate(s[1])]
+)
 step = st.one_of(
     st.lists(sample, min_size=1, max_size=40).map(lambda s: ("append", s)),
+    st.lists(scrape, min_size=1, max_size=6).map(lambda s: ("append", [x for r in s for x in r])),
     st.just(("flush", None)),
     st.just(("compact", None)),
     st.just(("restart", None)),
