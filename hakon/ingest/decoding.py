@@ -7,7 +7,8 @@ appends to the store. Small bodies are decoded inline: a process hop costs
 more than they do.
 
 A worker returns plain arrays plus the labels of the series it has not seen
-before (its registry's journal). This process keeps those labels until the
+before (its registry's journal), as the texts the store writes to its WAL and
+catalog. This process keeps those texts until the
 store has registered the series; the store asks for the labels of ids it does
 not know. Should an id ever arrive without labels (this process dropped them
 while a worker still had the id cached), the request is refused with a retry
@@ -34,10 +35,9 @@ from hakon.ingest.hakongo import HakonGoDecoder, decoders
 from hakon.ingest.influx import InfluxDecoder
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.remote_write import RemoteWriteDecoder
-from hakon.ingest.series import LabelsLookup, SeriesRegistry
+from hakon.ingest.series import SeriesRegistry, TextsLookup
 from hakon.ingest.workers import WorkerDied, WorkerProcess
 from hakon.store.interface import SampleBatch
-from hakon.store.labels import Labels
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Decoding:
         self.limits = limits
         self.inline = Decoders(limits)
         self._known = known  # is this id registered in the store?
-        self._labels: dict[int, Labels] = {}
+        self._texts: dict[int, bytes] = {}  # new series' labels, as workers send them
         self._sweep_at = self.SWEEP_EVERY
         self._generation = 0
         self._lock = threading.Lock()
@@ -173,18 +173,24 @@ class Decoding:
             raise _rebuild_error(*header[1:])
         if header[0] == "crash":
             raise RuntimeError(f"decode worker failed: {header[1]}")
-        _, extra, n, journal = header
-        if journal:
-            with self._lock:
-                self._labels.update(journal)
-                if len(self._labels) >= self._sweep_at:
-                    self._sweep()
+        _, extra, n, new = header
         ids = np.frombuffer(payload, dtype=np.int64, count=n, offset=offset)
         ts = np.frombuffer(payload, dtype=np.int64, count=n, offset=offset + 8 * n)
         values = np.frombuffer(payload, dtype=np.float64, count=n, offset=offset + 16 * n)
+        if new:
+            at = offset + 24 * n
+            new_ids = np.frombuffer(payload, dtype=np.int64, count=new, offset=at)
+            ends = np.cumsum(np.frombuffer(payload, dtype=np.int64, count=new, offset=at + 8 * new))
+            blob = bytes(memoryview(payload)[at + 16 * new :])
+            starts = [0, *ends[:-1].tolist()]
+            texts = [blob[a:b] for a, b in zip(starts, ends.tolist(), strict=True)]
+            with self._lock:
+                self._texts.update(zip(new_ids.tolist(), texts, strict=True))
+                if len(self._texts) >= self._sweep_at:
+                    self._sweep()
         batch = SampleBatch(
             series_ids=ids,
-            series_labels=LabelsLookup(ids, self.labels_of),
+            series_labels=TextsLookup(ids, self.text_of),
             sample_series=ids,
             timestamps=ts,
             values=values,
@@ -197,8 +203,9 @@ class Decoding:
         body = decode_body(raw, encoding, allowed, self.limits.max_decoded_bytes)
         return self.inline.decode(fmt, body, args)
 
-    def labels_of(self, sid: int) -> Labels:
-        found = self._labels.get(sid)
+    def text_of(self, sid: int) -> bytes:
+        """The label text a worker reported for `sid` (Unavailable if there is none)."""
+        found = self._texts.get(sid)
         if found is None:
             with self._lock:
                 self._generation += 1  # workers forget their caches and report again
@@ -210,11 +217,11 @@ class Decoding:
 
     def _sweep(self) -> None:
         """Drop labels the store has registered; if still too many, start afresh."""
-        self._labels = {k: v for k, v in self._labels.items() if not self._known(k)}
-        if len(self._labels) > self.limits.series_cache_size:
-            self._labels = {}
+        self._texts = {k: v for k, v in self._texts.items() if not self._known(k)}
+        if len(self._texts) > self.limits.series_cache_size:
+            self._texts = {}
             self._generation += 1
-        self._sweep_at = len(self._labels) + self.SWEEP_EVERY
+        self._sweep_at = len(self._texts) + self.SWEEP_EVERY
 
 
 def default_processes() -> int:

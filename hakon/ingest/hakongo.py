@@ -26,13 +26,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
+from xxhash import xxh64_intdigest as xxh64
 
 from hakon.errors import InvalidRequest
 from hakon.ingest.collectors import COLLECTORS, ENVELOPE_LABELS, Collector, Kind
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.series import SeriesRegistry, check_times
 from hakon.store.interface import SampleBatch
-from hakon.store.labels import METRIC_NAME, Labels, encode_pair, id_of_encoded
+from hakon.store.labels import METRIC_NAME, Labels, encode_pair, pair_pieces
 
 _NAN = math.nan
 _BOOL_VALUE = {True: 1.0, False: 0.0, None: _NAN}
@@ -134,6 +135,13 @@ def validation_error(exc: msgspec.MsgspecError | RecursionError) -> InvalidReque
     return InvalidRequest(f"body is not valid JSON: {text}", field="body")
 
 
+_U64 = (1 << 64) - 1
+
+
+def _signed(h: int) -> int:
+    return h - (1 << 64) if h >> 63 else h
+
+
 _AT_PATH = re.compile(r" - at `(key` in `)?\$([^`]*)`$")
 
 
@@ -149,19 +157,26 @@ class _Rows:
         self.index: dict[Hashable, int] = {}
         self.ids = np.zeros((64, width), np.int64)
         self.labels: list[dict[str, str]] = []
-        self._encoded: list[tuple[Labels, bytes] | None] = []
+        self._encoded: list[tuple[Labels, bytes, bytes] | None] = []
         # The last request's resources (a signature compared with ==) and their rows:
         # an agent sends the same resources in the same order scrape after scrape.
         self.last: tuple[Any, np.ndarray] | None = None
 
-    def encoded(self, row: int) -> tuple[Labels, bytes] | None:
-        """A row's sorted label pairs and their encoding; None if a name sorts before __name__."""
+    def encoded(self, row: int) -> tuple[Labels, bytes, bytes] | None:
+        """A row's sorted label pairs, their encoding (for ids) and their text after the
+        name pair (`,` and the pairs' texts, then `]`: the rest of an `encode_labels`
+        text); None if a name sorts before __name__."""
         found = self._encoded[row]
         if found is None:
             pairs = tuple(sorted(self.labels[row].items()))
             if pairs and pairs[0][0] < METRIC_NAME:
                 return None
-            found = self._encoded[row] = (pairs, b"".join(map(encode_pair, pairs)))
+            pieces = list(map(pair_pieces, pairs))
+            found = self._encoded[row] = (
+                pairs,
+                b"".join([p[0] for p in pieces]),
+                b"".join([p[1] for p in pieces]) + b"]",
+            )
         return found
 
     def add(self, key: Hashable, labels: dict[str, str]) -> int:
@@ -187,6 +202,7 @@ class _KindFlattener:
         self.width = len(self.series)
         self.name_pairs = [(METRIC_NAME, name) for name, _ in self.series]
         self.name_encoded = [encode_pair(pair) for pair in self.name_pairs]
+        self.name_texts = [b"[" + pair_pieces(pair)[1][1:] for pair in self.name_pairs]
         self._plain = [state is None for _, state in self.series]
         self.extra_labels = 1 + any(state is not None for _, state in self.series)
         fields = [i.field for i in kind.identity]
@@ -303,29 +319,42 @@ class _KindFlattener:
         targets = row_of[selected]
         registry = self.registry
         plain, name_encoded, name_pairs = self._plain, self.name_encoded, self.name_pairs
-        columns_of: dict[tuple[bool, ...], list[int]] = {}
+        name_texts, texts_only = self.name_texts, registry.texts_only
+        columns_of: dict[tuple[bool, ...], tuple[list[int], bool]] = {}
         at_rows: list[int] = []
         at_cols: list[int] = []
-        sids: list[int] = []
+        hashes: list[int] = []  # unsigned 64-bit: ids as xxh64 gives them
+        composed: list[int] = []  # (a worker's) the hashes of the series in `texts`
+        texts: list[bytes] = []
         with registry.lock:
             todo = need[selected] & (rows.ids[targets] == 0)
             for row, mask in zip(targets.tolist(), map(tuple, todo.tolist()), strict=True):
-                cols = columns_of.get(mask)
-                if cols is None:
-                    cols = columns_of[mask] = [c for c, wanted in enumerate(mask) if wanted]
+                found = columns_of.get(mask)
+                if found is None:
+                    cols = [c for c, wanted in enumerate(mask) if wanted]
+                    found = columns_of[mask] = (cols, all(plain[c] for c in cols))
+                cols, all_plain = found
                 base = rows.encoded(row)
-                for c in cols:
-                    if base is None or not plain[c]:
-                        sid = self._series_id_slow(rows, row, c)
+                if base is not None and all_plain:
+                    # `__name__` sorts before every lowercase label name, so the canonical
+                    # form is the name pair then the resource's pairs.
+                    encoded = base[1]
+                    row_hashes = [xxh64(name_encoded[c] + encoded) for c in cols]
+                    hashes += row_hashes
+                    if texts_only:  # a worker's: the texts, composed from cached pieces
+                        composed += row_hashes
+                        texts += [name_texts[c] + base[2] for c in cols]
                     else:
-                        # `__name__` sorts before every lowercase label name, so the
-                        # canonical form is the name pair then the resource's pairs.
-                        sid = id_of_encoded(name_encoded[c] + base[1])
-                        registry.remember(sid, (name_pairs[c], *base[0]))
-                    sids.append(sid)
+                        for c, h in zip(cols, row_hashes, strict=True):
+                            registry.remember(_signed(h), (name_pairs[c], *base[0]))
+                else:
+                    hashes += [self._series_id_slow(rows, row, c) & _U64 for c in cols]
                 at_rows += [row] * len(cols)
                 at_cols += cols
-            rows.ids[at_rows, at_cols] = sids
+            if composed:
+                signed = np.array(composed, dtype=np.uint64).view(np.int64)
+                registry.remember_texts(signed.tolist(), texts)
+            rows.ids[at_rows, at_cols] = np.array(hashes, dtype=np.uint64).view(np.int64)
 
     def _series_id_slow(self, rows: _Rows, row: int, c: int) -> int:
         name, state = self.series[c]

@@ -18,7 +18,7 @@ import numpy as np
 
 from hakon.ingest.limits import IngestLimits
 from hakon.store.interface import SampleBatch
-from hakon.store.labels import Labels, canonical, series_id
+from hakon.store.labels import Labels, canonical, decode_labels, encode_labels, series_id
 
 
 class LabelsLookup(Sequence[Labels]):
@@ -48,6 +48,19 @@ class LabelsLookup(Sequence[Labels]):
         return (self._labels_of(sid) for sid in self._ids.tolist())
 
 
+class TextsLookup(LabelsLookup):
+    """`series_labels` of a decode worker's batch: each id's labels kept as their
+    `encode_labels` text, which is what the store writes (WAL, catalog) and indexes."""
+
+    def __init__(self, ids: np.ndarray, text_of: Callable[[int], bytes]) -> None:
+        super().__init__(ids, lambda sid: decode_labels(text_of(sid)))
+        self._text_of = text_of
+
+    def take_texts(self, positions: np.ndarray) -> list[bytes]:
+        """The texts at many positions at once (`SampleBatch.label_texts_at`)."""
+        return list(map(self._text_of, self._ids[positions].tolist()))
+
+
 class SeriesRegistry:
     """Per-format memory of series: cheap key -> id, id -> canonical labels.
 
@@ -64,8 +77,8 @@ class SeriesRegistry:
         self.labels_by_id: dict[int, Labels] = {}
         self._previous: dict[int, Labels] = {}
         # When set (in a decode worker process), every newly remembered label set is
-        # also noted here, to be sent back with the batch.
-        self.journal: dict[int, Labels] | None = None
+        # also noted here as its `encode_labels` text, to be sent back with the batch.
+        self.journal: dict[int, bytes] | None = None
         # False in a decode worker: the server keeps the labels (each batch carries
         # those of its new series, the journal), so the worker's registry holds keys and
         # ids only. Its copies were 1.8 KB per series in every worker (1 M series over
@@ -92,7 +105,20 @@ class SeriesRegistry:
         else:
             self._unkept += 1
         if self.journal is not None:
-            self.journal[sid] = labels
+            self.journal[sid] = encode_labels(labels)
+
+    @property
+    def texts_only(self) -> bool:
+        """Whether new series need only their text (`remember_texts`): a decode worker's
+        registry, which keeps no labels and sends texts back."""
+        return not self.keeps_labels and self.journal is not None
+
+    def remember_texts(self, sids: list[int], texts: list[bytes]) -> None:
+        """`remember` for a `texts_only` registry, from label sets' texts alone (a
+        decoder that composes texts from cached pieces builds no tuple at all)."""
+        assert self.journal is not None
+        self._unkept += len(sids)
+        self.journal.update(zip(sids, texts, strict=True))
 
     def maybe_reset(self) -> None:
         if len(self.labels_by_id) + self._unkept >= self.limits.series_cache_size:

@@ -52,8 +52,8 @@ from hakon.store.compact import plan_compactions, plan_retention
 from hakon.store.head import Head, HeadSnapshot
 from hakon.store.index import SeriesIndex
 from hakon.store.interface import RAW, ROLLUP_RESOLUTIONS_MS, Rollups, SampleBatch, Samples
-from hakon.store.labels import Labels, Matcher
-from hakon.store.manifest import BlockMeta, Manifest, decode_labels, encode_labels
+from hakon.store.labels import Labels, Matcher, decode_many_labels
+from hakon.store.manifest import BlockMeta, Manifest
 from hakon.store.merge import EMPTY, Part, join, last_at_or_before, merge_parts
 from hakon.store.wal import SeriesRecord, Wal, encode_samples, encode_series
 
@@ -173,11 +173,11 @@ class Store:
             return
         ids, texts = record.ids[fresh], [record.labels[i] for i in fresh]
         try:
-            labels = [decode_labels(text) for text in texts]
+            decode_many_labels(texts)
         except ValueError as exc:  # checksummed, so a bug rather than damage
             log.error("a WAL series record is unreadable (%s); its series are lost", exc)
             return
-        self._series_synced(SeriesRecord(ids, texts), labels)
+        self._series_synced(SeriesRecord(ids, texts))
 
     def _load_blocks(self) -> None:
         known = set()
@@ -323,7 +323,7 @@ class Store:
                 values = np.concatenate([b.values for b in batches])
             record = encode_samples(series, ts, values)
             if new is not None:
-                record = encode_series(new[0].ids, new[0].labels) + record  # labels first
+                record = encode_series(new.ids, new.labels) + record  # labels first
             if self.wal.needs_segment():
                 self._drain_syncer()  # the syncer must not fsync a segment being closed
                 self._synced_offset = 0
@@ -364,7 +364,7 @@ class Store:
             now = time.time()
             for group, head, new, series, ts, values in items:
                 if new is not None:
-                    self._series_synced(*new)
+                    self._series_synced(new)
                 head.insert(series, ts, values, now)
                 for _, future in group:
                     future.set_result(None)
@@ -382,9 +382,7 @@ class Store:
             for _, future in group:
                 future.set_exception(error)
 
-    def _new_series(
-        self, batches: Sequence[SampleBatch]
-    ) -> tuple[SeriesRecord, list[Labels]] | None:
+    def _new_series(self, batches: Sequence[SampleBatch]) -> SeriesRecord | None:
         """The series of `batches` the index does not know, as a WAL series record.
 
         They are written ahead of the samples in the same fsync, and enter the index
@@ -394,7 +392,7 @@ class Store:
         is recorded twice, which replay and the catalog both absorb.
         """
         new_ids: list[int] = []
-        new_labels: list[Labels] = []
+        texts: list[bytes] = []
         seen: set[int] = set()
         for batch in batches:
             unknown = np.flatnonzero(self.index.unknown(batch.series_ids))
@@ -409,14 +407,13 @@ class Store:
                 unknown, sids = unknown[fresh], [sids[k] for k in fresh]
             seen.update(sids)
             new_ids += sids
-            new_labels += batch.labels_at(unknown)
+            texts += batch.label_texts_at(unknown)
         if not new_ids:
             return None
-        texts = [encode_labels(labels) for labels in new_labels]
-        return SeriesRecord(np.array(new_ids, dtype=np.int64), texts), new_labels
+        return SeriesRecord(np.array(new_ids, dtype=np.int64), texts)
 
-    def _series_synced(self, new: SeriesRecord, labels: Sequence[Labels]) -> None:
-        self.index.add(new.ids.tolist(), labels)
+    def _series_synced(self, new: SeriesRecord) -> None:
+        self.index.add(new.ids.tolist(), new.labels)  # texts: decoded when indexed
         with self._series_lock:
             self._unsaved_series.append(new)
 

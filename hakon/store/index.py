@@ -7,18 +7,28 @@ hundred bytes each. Postings are append-only lists (a series is added once).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import xxhash
 
-from hakon.store.labels import METRIC_NAME, Labels, Matcher, series_id
+from hakon.store.labels import (
+    METRIC_NAME,
+    Labels,
+    Matcher,
+    decode_labels,
+    decode_many_labels,
+    series_id,
+)
+
+log = logging.getLogger(__name__)
 
 
 class SeriesIndex:
     def __init__(self) -> None:
-        self._labels: dict[int, Labels] = {}
+        self._labels: dict[int, Labels] = {}  # (or its text, until indexed)
         self._postings: dict[str, dict[str, list[int]]] = {}
         # Each distinct (name, value) pair once: the interned pair and its postings list
         # (the same list object `_postings[name][value]` holds).
@@ -39,14 +49,17 @@ class SeriesIndex:
         return sid in self._labels
 
     def labels(self, sid: int) -> Labels:
-        return self._labels[sid]
+        found = self._labels[sid]
+        return decode_labels(found) if isinstance(found, bytes) else found
 
-    def add(self, ids: Iterable[int], label_sets: Iterable[Labels]) -> None:
+    def add(self, ids: Iterable[int], label_sets: Iterable[Labels | bytes]) -> None:
         """Record new series; their postings are built later, off the write path.
 
         A cluster's first payload registers thousands of series at once, and the
         writer is waiting on it. Postings (and label interning) are deferred to
-        the next read or maintenance round (`index_pending`).
+        the next read or maintenance round (`index_pending`), and so is decoding
+        label sets given as `encode_labels` texts (what the write path has: the
+        decode workers send them, the WAL and the catalog keep them).
         """
         known, recent = self._labels, self._recent
         with self._lock:
@@ -54,7 +67,7 @@ class SeriesIndex:
                 sid = int(sid)
                 if sid in known:
                     continue
-                known[sid] = labels
+                known[sid] = labels  # type: ignore[assignment]  # (a text until indexed)
                 self._unindexed.append(sid)
                 recent.add(sid)
             if len(self._recent) > 50_000:
@@ -67,6 +80,7 @@ class SeriesIndex:
     def _index_pending(self) -> None:
         """Build postings for series added since the last call (the caller holds the lock)."""
         pairs, known = self._pairs, self._labels
+        self._decode_pending()
         for sid in self._unindexed:
             interned = []
             for pair in known[sid]:
@@ -78,6 +92,26 @@ class SeriesIndex:
                 interned.append(entry[0])
             known[sid] = tuple(interned)
         self._unindexed = []
+
+    def _decode_pending(self) -> None:
+        """Decode the texts among the unindexed series' label sets, all in one call."""
+        known = self._labels
+        encoded = [sid for sid in self._unindexed if type(known[sid]) is bytes]
+        if not encoded:
+            return
+        texts: list[bytes] = [known[sid] for sid in encoded]  # type: ignore[misc]
+        try:
+            decoded = decode_many_labels(texts)
+        except ValueError:  # a bug upstream: keep the readable ones
+            decoded = []
+            for sid, text in zip(encoded, texts, strict=True):
+                try:
+                    decoded.append(decode_labels(text))
+                except ValueError as exc:
+                    log.error("series %d has unreadable labels (%s); left out", sid, exc)
+                    decoded.append(())
+        for sid, labels in zip(encoded, decoded, strict=True):
+            known[sid] = labels
 
     def metric_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids sorted, the key of each one's metric name): arrays a block writer can

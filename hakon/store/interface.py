@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hakon.store.labels import Labels, Matcher, canonical, series_ids
+from hakon.store.labels import Labels, Matcher, canonical, encode_labels, series_ids
 
 RAW = 0
 ROLLUP_RESOLUTIONS_MS = (300_000, 3_600_000)  # 5 m and 1 h
@@ -73,6 +73,15 @@ class SampleBatch:
             return list(take(positions))
         labels = self.series_labels
         return [labels[i] for i in positions.tolist()]
+
+    def label_texts_at(self, positions: np.ndarray) -> list[bytes]:
+        """`encode_labels` of the label sets at these positions: the lookup's own texts
+        where it keeps them (a decode worker's batch arrives with its new series as
+        texts, so the write path never builds their tuples), else encoded here."""
+        take_texts = getattr(self.series_labels, "take_texts", None)
+        if take_texts is not None:
+            return list(take_texts(positions))
+        return list(map(encode_labels, self.labels_at(positions)))
 
 
 @dataclass(frozen=True)

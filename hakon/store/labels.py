@@ -9,9 +9,10 @@ numpy, Arrow and DuckDB all handle int64 best.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 import xxhash
 
@@ -60,6 +61,51 @@ def id_of_encoded(encoded: bytes) -> int:
 
 def encode_pair(pair: tuple[str, str]) -> bytes:
     return _encoded_pairs.get(pair) or _encode_pair(pair)
+
+
+_encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder(list[tuple[str, str]]).decode
+_decode_many_json = msgspec.json.Decoder(list[list[tuple[str, str]]]).decode
+
+
+def encode_labels(labels: Labels) -> bytes:
+    """A label set as text (JSON pairs): how the catalog and WAL series records keep it,
+    and how decode workers hand new series to the server."""
+    return _encode_json(labels)
+
+
+def decode_labels(text: bytes | str) -> Labels:
+    """Inverse of `encode_labels`; ValueError when `text` is not one."""
+    try:
+        return tuple(_decode_json(text))
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def decode_many_labels(texts: Sequence[bytes]) -> list[Labels]:
+    """`decode_labels` of many texts in one call into the decoder (ValueError if any is
+    not one)."""
+    try:
+        return list(map(tuple, _decode_many_json(b"[" + b",".join(texts) + b"]")))
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_pair_pieces: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def pair_pieces(pair: tuple[str, str]) -> tuple[bytes, bytes]:
+    """(`encode_pair`, `,` + the pair's text) of a pair, cached together.
+
+    A label set's `encode_labels` text is `[` + its pairs' texts joined by `,` + `]`,
+    so a decoder composes the ids and the texts of series that share most of their
+    pairs (a resource's) from cached pieces, looking each pair up once."""
+    found = _pair_pieces.get(pair)
+    if found is None:
+        if len(_pair_pieces) >= 1 << 20:
+            _pair_pieces.clear()
+        found = _pair_pieces[pair] = (encode_pair(pair), b"," + _encode_json(pair))
+    return found
 
 
 def series_ids(label_sets: Iterable[Labels]) -> np.ndarray:

@@ -32,21 +32,7 @@ SCHEMA = (
     " bytes BIGINT NOT NULL, file VARCHAR NOT NULL, seq BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS store_state (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)",
 )
-_encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[tuple[str, str]]).decode
-
-
-def encode_labels(labels: Labels) -> bytes:
-    """A label set as the catalog stores it (JSON pairs), also used by WAL series records."""
-    return _encode(labels)
-
-
-def decode_labels(text: bytes | str) -> Labels:
-    """Inverse of `encode_labels`; ValueError when `text` is not one."""
-    try:
-        return tuple(_decode(text))
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)

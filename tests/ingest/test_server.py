@@ -262,14 +262,14 @@ def test_a_worker_decoded_series_without_labels_heals_on_retry(tmp_path: Path) -
 
         async def scenario() -> None:
             nonlocal body
-            dec._labels.clear()  # nothing known yet: the first decode reports every label
+            dec._texts.clear()  # nothing known yet: the first decode reports every label
             await decode_and_append()
             assert store.stats()["series"] == 6
             # This process loses the labels of a series the store never registered (here:
             # a new pod) while the worker still has them cached: refused once, then healed.
             body = json.dumps(_pods("c-heal", 4)).encode()
             await dec.decode("hakongo/pods", body, "", ())  # the worker caches pod p3
-            dec._labels.clear()
+            dec._texts.clear()
             with pytest.raises(Unavailable):
                 await decode_and_append()
             await decode_and_append()  # the worker started afresh and re-reported

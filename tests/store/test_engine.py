@@ -11,7 +11,7 @@ from hakon.errors import InvalidRequest
 from hakon.store.catalog import Catalog
 from hakon.store.engine import HOUR_MS, Store, StoreOptions
 from hakon.store.interface import RAW, SampleBatch
-from hakon.store.labels import Matcher, canonical, series_ids
+from hakon.store.labels import Matcher, canonical, encode_labels, series_ids
 
 
 @pytest.fixture
@@ -210,8 +210,8 @@ def test_the_new_series_of_a_commit_group_are_recorded_once_each_in_order(store:
         n = len(ids)
         return SampleBatch(np.array(ids), labels, np.array(ids), np.full(n, NOW), np.ones(n))
 
-    new = store._new_series([batch([y, x, y, z]), batch([z, x, y]), batch([x])])
-    assert new is not None
-    record, labels = new
-    assert record.ids.tolist() == [y, x] and labels == [canon[1], canon[0]]
+    record = store._new_series([batch([y, x, y, z]), batch([z, x, y]), batch([x])])
+    assert record is not None
+    assert record.ids.tolist() == [y, x]
+    assert record.labels == [encode_labels(canon[1]), encode_labels(canon[0])]
     assert store._new_series([batch([z, z])]) is None
