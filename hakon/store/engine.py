@@ -173,11 +173,11 @@ class Store:
             return
         ids, texts = record.ids[fresh], [record.labels[i] for i in fresh]
         try:
-            decode_many_labels(texts)
+            labels = decode_many_labels(texts)
         except ValueError as exc:  # checksummed, so a bug rather than damage
             log.error("a WAL series record is unreadable (%s); its series are lost", exc)
             return
-        self._series_synced(SeriesRecord(ids, texts))
+        self._series_synced(SeriesRecord(ids, texts), labels)
 
     def _load_blocks(self) -> None:
         known = set()
@@ -412,8 +412,9 @@ class Store:
             return None
         return SeriesRecord(np.array(new_ids, dtype=np.int64), texts)
 
-    def _series_synced(self, new: SeriesRecord) -> None:
-        self.index.add(new.ids.tolist(), new.labels)  # texts: decoded when indexed
+    def _series_synced(self, new: SeriesRecord, labels: Sequence[Labels] | None = None) -> None:
+        # Without `labels`, the index decodes the record's texts when it indexes them.
+        self.index.add(new.ids.tolist(), new.labels if labels is None else labels)
         with self._series_lock:
             self._unsaved_series.append(new)
 

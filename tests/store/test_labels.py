@@ -1,7 +1,16 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hakon.store.index import SeriesIndex
-from hakon.store.labels import Matcher, canonical, series_id
+from hakon.store.labels import (
+    Matcher,
+    canonical,
+    decode_labels,
+    decode_many_labels,
+    encode_labels,
+    series_id,
+)
 
 
 def test_series_id_is_stable_and_order_independent() -> None:
@@ -68,3 +77,32 @@ def test_unknown_mask_covers_folded_and_recent_ids() -> None:
     index.add([70_000], [(("__name__", "x"),)])
     mask = index.unknown(np.array([5, 59_999, 70_000, 80_000, -1], dtype=np.int64))
     assert mask.tolist() == [False, False, False, True, True]
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=4),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_label_sets_added_as_texts_are_indexed_as_their_labels(label_sets) -> None:
+    """The write path adds new series as `encode_labels` texts (some as tuples, from
+    replay); selection, names and values see the labels once they are indexed."""
+    canon = [canonical({"__name__": "m", **ls}) for ls in label_sets]
+    ids = [series_id(c) for c in canon]
+    index = SeriesIndex()
+    for k, (sid, labels) in enumerate(zip(ids, canon, strict=True)):
+        index.add([sid], [encode_labels(labels) if k % 3 else labels])
+    want = dict(zip(ids, canon, strict=True))
+    assert index.select([Matcher("__name__", "=", "m")]) == want
+    assert all(index.labels(sid) == labels for sid, labels in want.items())
+    names = sorted({n for labels in canon for n, _ in labels})
+    assert index.label_names() == names
+
+
+def test_many_texts_decode_as_each_alone() -> None:
+    texts = [encode_labels((("__name__", "a"), ("x", 'q"\\\u2028'))), encode_labels(())]
+    assert decode_many_labels(texts) == [decode_labels(t) for t in texts]
+    with pytest.raises(ValueError):
+        decode_many_labels([*texts, b'[["x"]'])
