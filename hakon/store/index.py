@@ -77,11 +77,23 @@ class SeriesIndex:
         with self._lock:
             self._index_pending()
 
+    # Texts are decoded this many series at a time, each slice interned before the next:
+    # a million decoded at once took 1 GB of short-lived objects, whose pages the
+    # allocator then kept (resident memory at 1 M series: 1.3 -> 2.6 KB a series).
+    DECODE_SLICE = 8192
+
     def _index_pending(self) -> None:
         """Build postings for series added since the last call (the caller holds the lock)."""
+        pending = self._unindexed
+        for at in range(0, len(pending), self.DECODE_SLICE):
+            part = pending[at : at + self.DECODE_SLICE]
+            self._decode(part)
+            self._intern(part)
+        self._unindexed = []
+
+    def _intern(self, sids: list[int]) -> None:
         pairs, known = self._pairs, self._labels
-        self._decode_pending()
-        for sid in self._unindexed:
+        for sid in sids:
             interned = []
             for pair in known[sid]:
                 entry = pairs.get(pair)
@@ -91,12 +103,11 @@ class SeriesIndex:
                 entry[1].append(sid)
                 interned.append(entry[0])
             known[sid] = tuple(interned)
-        self._unindexed = []
 
-    def _decode_pending(self) -> None:
-        """Decode the texts among the unindexed series' label sets, all in one call."""
+    def _decode(self, sids: list[int]) -> None:
+        """Decode the texts among these series' label sets, in one call."""
         known = self._labels
-        encoded = [sid for sid in self._unindexed if type(known[sid]) is bytes]
+        encoded = [sid for sid in sids if type(known[sid]) is bytes]
         if not encoded:
             return
         texts: list[bytes] = [known[sid] for sid in encoded]  # type: ignore[misc]

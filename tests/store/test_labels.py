@@ -88,10 +88,12 @@ def test_unknown_mask_covers_folded_and_recent_ids() -> None:
 )
 def test_label_sets_added_as_texts_are_indexed_as_their_labels(label_sets) -> None:
     """The write path adds new series as `encode_labels` texts (some as tuples, from
-    replay); selection, names and values see the labels once they are indexed."""
+    replay); selection, names and values see the labels once they are indexed, a slice
+    of texts decoded at a time."""
     canon = [canonical({"__name__": "m", **ls}) for ls in label_sets]
     ids = [series_id(c) for c in canon]
     index = SeriesIndex()
+    index.DECODE_SLICE = 3  # several slices, the last one short
     for k, (sid, labels) in enumerate(zip(ids, canon, strict=True)):
         index.add([sid], [encode_labels(labels) if k % 3 else labels])
     want = dict(zip(ids, canon, strict=True))
