@@ -80,6 +80,8 @@ class IngestLimits:
                 "per series",
                 field=path,
             )
+        if max(map(len, labels.values()), default=0) <= self.max_label_value_length:
+            return  # the usual case, checked in one pass in C
         for key, value in labels.items():
             if len(value) > self.max_label_value_length:
                 path = where if isinstance(where, str) else where()
