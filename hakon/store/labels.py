@@ -32,9 +32,13 @@ def canonical(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
 _encoded_pairs: dict[tuple[str, str], bytes] = {}
 
 
-def _encode_pair(pair: tuple[str, str]) -> bytes:
+def _pair_bytes(pair: tuple[str, str]) -> bytes:
     n, v = pair[0].encode(), pair[1].encode()
-    out = b"%d:%b%d:%b" % (len(n), n, len(v), v)
+    return b"%d:%b%d:%b" % (len(n), n, len(v), v)
+
+
+def _encode_pair(pair: tuple[str, str]) -> bytes:
+    out = _pair_bytes(pair)
     if len(_encoded_pairs) >= 1 << 20:
         _encoded_pairs.clear()
     _encoded_pairs[pair] = out
@@ -104,7 +108,7 @@ def pair_pieces(pair: tuple[str, str]) -> tuple[bytes, bytes]:
     if found is None:
         if len(_pair_pieces) >= 1 << 20:
             _pair_pieces.clear()
-        found = _pair_pieces[pair] = (encode_pair(pair), b"," + _encode_json(pair))
+        found = _pair_pieces[pair] = (_pair_bytes(pair), b"," + _encode_json(pair))
     return found
 
 
