@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from hakon.store.cache import RowGroupCache
 from hakon.store.interface import Samples
-from hakon.store.merge import EMPTY, PIECE_ROWS, run_starts
+from hakon.store.merge import EMPTY, PIECE_ROWS, run_chunks, run_starts
 
 MAX_SCALE = 9
 _POW10 = 10.0 ** np.arange(MAX_SCALE + 1)
@@ -188,7 +188,7 @@ def shared_timestamp_sets(ts: np.ndarray, first: np.ndarray, rows: np.ndarray) -
     leaders = np.minimum.reduceat(members, np.concatenate(([0], np.cumsum(sizes[big])[:-1])))
     leader_of = leaders[bucket_of]
     same = np.ones(len(members), dtype=bool)
-    for lo, hi in _run_chunks(rows[members]):
+    for lo, hi in run_chunks(rows[members], _FINGERPRINT_ROWS):
         m, lead = members[lo:hi], leader_of[lo:hi]
         n = int(rows[m].sum())
         equal = ts[_run_rows(first[m], rows[m], n)] == ts[_run_rows(first[lead], rows[m], n)]
@@ -207,7 +207,7 @@ def _fingerprints(ts: np.ndarray, first: np.ndarray, rows: np.ndarray) -> np.nda
     """A weighted sum of each run's timestamps (wrapping): equal arrays, equal sums."""
     mixed = np.empty(len(first), dtype=np.int64)
     with np.errstate(over="ignore"):
-        for lo, hi in _run_chunks(rows):  # the runs tile the rows
+        for lo, hi in run_chunks(rows, _FINGERPRINT_ROWS):  # the runs tile the rows
             a, b = int(first[lo]), int(first[hi - 1] + rows[hi - 1])
             weights = np.arange(a, b, dtype=np.int64)
             weights -= np.repeat(first[lo:hi], rows[lo:hi])  # row within its run
@@ -216,19 +216,6 @@ def _fingerprints(ts: np.ndarray, first: np.ndarray, rows: np.ndarray) -> np.nda
             weights *= ts[a:b]
             mixed[lo:hi] = np.add.reduceat(weights, first[lo:hi] - a)
     return mixed
-
-
-def _run_chunks(rows: np.ndarray, limit: int = _FINGERPRINT_ROWS) -> list[tuple[int, int]]:
-    """Consecutive ranges of runs holding up to `limit` rows each (at least one run), so
-    per-row temporaries stay bounded."""
-    ends = np.cumsum(rows)
-    chunks, lo = [], 0
-    while lo < len(rows):
-        base = ends[lo - 1] if lo else 0
-        hi = max(int(np.searchsorted(ends, base + limit, side="right")), lo + 1)
-        chunks.append((lo, hi))
-        lo = hi
-    return chunks
 
 
 def _narrow_unsigned(values: np.ndarray) -> np.ndarray:
@@ -482,7 +469,7 @@ def write_raw_block(
     pieces: list[_Encoded] = []
     raw_values: list[np.ndarray | None] = []  # a piece's values where some keep a raw float
     carry, offset = 0, 0
-    for lo, hi in _run_chunks(rows[on_disk], PIECE_ROWS) or [(0, 0)]:
+    for lo, hi in run_chunks(rows[on_disk], PIECE_ROWS) or [(0, 0)]:
         runs = on_disk[lo:hi]
         n = int(rows[runs].sum())
         at = _run_rows(first[runs], rows[runs], n)

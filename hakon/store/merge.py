@@ -275,25 +275,25 @@ def _grouped_by_range(part: Part, cuts: list[int]) -> tuple[Part, np.ndarray]:
     return (s[order], t[order], v[order]), at
 
 
+def run_chunks(rows: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Consecutive ranges [lo, hi) of runs (given their row counts) holding up to `limit`
+    rows each (a longer run is a range of its own), so per-row work stays bounded."""
+    ends = np.cumsum(rows)
+    chunks, lo = [], 0
+    while lo < len(rows):
+        base = ends[lo - 1] if lo else 0
+        hi = max(int(np.searchsorted(ends, base + limit, side="right")), lo + 1)
+        chunks.append((lo, hi))
+        lo = hi
+    return chunks
+
+
 def series_pieces(series: np.ndarray, rows: int) -> list[tuple[int, int]]:
     """Row ranges [a, b) of whole series runs, about `rows` rows each (a longer run is a
     range of its own), covering rows grouped by series."""
-    n = len(series)
-    if n <= rows:
-        return [(0, n)] if n else []
     first = np.flatnonzero(run_starts(series))
-    ranges, a = [], 0
-    while a < n:
-        if a + rows >= n:
-            b = n
-        else:
-            b = int(first[int(np.searchsorted(first, a + rows, side="right")) - 1])
-            if b <= a:  # one run longer than `rows`: up to the next run
-                after = int(np.searchsorted(first, a, side="right"))
-                b = int(first[after]) if after < len(first) else n
-        ranges.append((a, b))
-        a = b
-    return ranges
+    ends = np.append(first[1:], len(series))
+    return [(int(first[lo]), int(ends[hi - 1])) for lo, hi in run_chunks(ends - first, rows)]
 
 
 def last_at_or_before(series: np.ndarray, ts: np.ndarray, at: np.ndarray) -> np.ndarray:
