@@ -14,12 +14,44 @@ quarter hour instead of one every few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
+
+_pause_lock = threading.Lock()
+_pauses = 0
+_resume = False
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No automatic collections inside: for a stretch that builds many objects
+    which all live on (indexing a burst of new series: decoded label pairs,
+    postings). Every few hundred of them would otherwise start a young
+    collection, and the full ones walked all the young survivors again: more
+    than half of indexing 99,000 new series (0.49 against 0.21 s of decoding)
+    was the collector, all of it holding the GIL. Reference counting still frees
+    what dies; the next collection after the stretch sees what was built.
+    Nestable and shared by threads: the collector is back on when the last
+    pause ends (if it was on before the first)."""
+    global _pauses, _resume
+    with _pause_lock:
+        if not _pauses:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if not _pauses and _resume:
+                gc.enable()
 
 
 class GcFreezer:

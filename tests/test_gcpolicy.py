@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 
-from hakon.gcpolicy import GcFreezer
+from hakon.gcpolicy import GcFreezer, collector_paused
 
 
 class Node:
@@ -50,3 +51,35 @@ def test_settle_freezes_survivors_and_runs_the_full_pass_when_due() -> None:
         assert gc.get_freeze_count() >= len(kept)  # the survivors are frozen again
     finally:
         gc.unfreeze()
+
+
+def test_pauses_nest_across_threads_and_restore_the_collector() -> None:
+    """The collector is off while any pause lasts, whichever thread holds it, and on
+    again after the last one only if it was on before the first."""
+    assert gc.isenabled()
+    entered, release = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        with collector_paused():
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other_thread)
+    with collector_paused():
+        assert not gc.isenabled()
+        t.start()
+        assert entered.wait(10)
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other thread's pause still lasts
+    release.set()
+    t.join()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        gc.enable()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import xxhash
 
+from hakon.gcpolicy import collector_paused
 from hakon.store.labels import (
     METRIC_NAME,
     Labels,
@@ -74,22 +76,43 @@ class SeriesIndex:
                 self._fold_recent()
 
     def index_pending(self) -> None:
-        with self._lock:
-            self._index_pending()
+        """Index what was added since the last round, a slice at a time (maintenance).
+
+        The lock is let go between slices (and the GIL with it): the appends that
+        register new series and the queries wait for one slice, not for a whole
+        burst (a cluster's 99,000 new series took 0.4 s to index). The collector
+        stays paused through the round: let on between slices, it walked every
+        slice's new objects again.
+        """
+        with collector_paused():
+            while True:
+                with self._lock:
+                    if not self._unindexed:
+                        return
+                    part = self._unindexed[: self.DECODE_SLICE]
+                    self._index(part)
+                    del self._unindexed[: len(part)]
+                time.sleep(0.0005)  # a thread waiting for the lock gets it now, not after us
 
     # Texts are decoded this many series at a time, each slice interned before the next:
     # a million decoded at once took 1 GB of short-lived objects, whose pages the
     # allocator then kept (resident memory at 1 M series: 1.3 -> 2.6 KB a series).
-    DECODE_SLICE = 8192
+    # A slice of Kubernetes-like label sets takes about 8 ms.
+    DECODE_SLICE = 2048
 
     def _index_pending(self) -> None:
         """Build postings for series added since the last call (the caller holds the lock)."""
         pending = self._unindexed
-        for at in range(0, len(pending), self.DECODE_SLICE):
-            part = pending[at : at + self.DECODE_SLICE]
-            self._decode(part)
-            self._intern(part)
+        if not pending:
+            return
+        with collector_paused():
+            for at in range(0, len(pending), self.DECODE_SLICE):
+                self._index(pending[at : at + self.DECODE_SLICE])
         self._unindexed = []
+
+    def _index(self, sids: list[int]) -> None:
+        self._decode(sids)
+        self._intern(sids)
 
     def _intern(self, sids: list[int]) -> None:
         pairs, known = self._pairs, self._labels

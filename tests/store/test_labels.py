@@ -1,3 +1,6 @@
+import threading
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,10 +100,43 @@ def test_label_sets_added_as_texts_are_indexed_as_their_labels(label_sets) -> No
     for k, (sid, labels) in enumerate(zip(ids, canon, strict=True)):
         index.add([sid], [encode_labels(labels) if k % 3 else labels])
     want = dict(zip(ids, canon, strict=True))
+    if len(ids) % 2:
+        index.index_pending()  # as maintenance does it, a slice per hold of the lock
     assert index.select([Matcher("__name__", "=", "m")]) == want
     assert all(index.labels(sid) == labels for sid, labels in want.items())
     names = sorted({n for labels in canon for n, _ in labels})
     assert index.label_names() == names
+
+
+def test_maintenance_indexing_lets_writers_in_between_slices() -> None:
+    """A burst of new series is indexed a slice at a time; a writer registering more
+    series meanwhile waits for a slice, not for the whole burst."""
+    events: list[str] = []
+
+    def register_one() -> None:
+        index.add([1], [(("a", "b"),)])
+        events.append("add")
+
+    writer = threading.Thread(target=register_one)
+
+    class Recording(SeriesIndex):
+        DECODE_SLICE = 2
+
+        def _index(self, sids: list[int]) -> None:
+            events.append("slice")
+            if len(events) == 1:
+                writer.start()  # blocks on the lock this slice holds
+            time.sleep(0.01)
+            super()._index(sids)
+
+    index = Recording()
+    labels = [(("__name__", "m"), ("i", str(i))) for i in range(40)]
+    index.add([series_id(ls) for ls in labels], [encode_labels(ls) for ls in labels])
+    index.index_pending()
+    writer.join()
+    assert "add" in events and events.index("add") < len(events) - 1, events
+    assert len(index.select([Matcher("__name__", "=", "m")])) == 40
+    assert index.labels(1) == (("a", "b"),)
 
 
 def test_many_texts_decode_as_each_alone() -> None:
