@@ -29,8 +29,13 @@ payloads of fresh clusters (every series new: new series/s), p99 at 80 % of the
 best HakonGo rate (paced sending), and an overload run with many more senders
 than the server admits (statuses, latency of refusals, server RSS).
 
-When Debian's `victoria-metrics` is installed, the same remote_write workload
-runs against it in the same run and the ratio Hakon/VictoriaMetrics is printed.
+remote_write is measured last, on a fresh Hakon (the one above holds the HakonGo
+data and may be flushing it). When Debian's `victoria-metrics` is installed, a
+fresh VictoriaMetrics runs beside it: each gets the same first pass that
+registers the series, then both settle for 3 s, then at each concurrency they
+are measured alternately, Hakon, VictoriaMetrics, VictoriaMetrics, Hakon, so a
+slow or fast phase of this shared machine falls on both alike; each server's
+two runs are pooled and the ratio Hakon/VictoriaMetrics is printed.
 """
 
 from __future__ import annotations
@@ -332,7 +337,7 @@ def line(label: str, r: dict[str, Any]) -> str:
     others = {k: v for k, v in r["statuses"].items() if not k.startswith("2")}
     p50, p99 = pct(r["latencies"], 0.5) * 1e3, pct(r["latencies"], 0.99) * 1e3
     return (
-        f"{label:<34} {r['rate'] / 1e6:6.2f} M samples/s  p50 {p50:7.1f} ms"
+        f"{label:<40} {r['rate'] / 1e6:6.2f} M samples/s  p50 {p50:7.1f} ms"
         f"  p99 {p99:7.1f} ms  server CPU {cpu_per_m:5.2f} s/M samples"
         + (f"  non-2xx {others}" if others else "")
     )
@@ -410,19 +415,6 @@ def main() -> None:
             hg_next = r["next"]
             return r
 
-        rw_spec = {
-            "bodies": str(work / "rw.pkl"),
-            "samples": rw_samples,
-            "host": "127.0.0.1",
-            "port": hakon.port,
-            "path": "/api/v1/write",
-            "headers": {
-                **auth,
-                "Content-Type": "application/x-protobuf",
-                "Content-Encoding": "snappy",
-                "X-Prometheus-Remote-Write-Version": "0.1.0",
-            },
-        }
         try:
             # Cold: every cluster's first payload, every series new.
             cold = hakongo_run(senders=4, duration=600, limit=len(hg))
@@ -438,13 +430,6 @@ def main() -> None:
                 print(line(f"HakonGo pods, {n} senders", r))
                 if best_hg is None or r["rate"] > best_hg["rate"]:
                     best_hg = r
-            # remote_write: a first pass registers the series, then the timed runs
-            run_load({**rw_spec, "senders": 4, "duration": 600, "limit": len(rw)}, work)
-            rw_results = {}
-            for n in senders:
-                r = measured(pid, {**rw_spec, "senders": n, "duration": args.duration}, work)
-                rw_results[n] = r
-                print(line(f"remote_write, {n} senders", r))
             assert best_hg is not None
             req_rate = 0.8 * (sum(best_hg["statuses"].values()) / best_hg["elapsed"])
             paced = hakongo_run(senders=16, duration=args.duration, rate=req_rate)
@@ -453,38 +438,94 @@ def main() -> None:
             over = hakongo_run(senders=args.overload_senders, duration=args.duration)
             print(
                 line(f"overload, {args.overload_senders} senders", over)
-                + f"\n{'':<34} refusals p50 {pct(over['refused_latencies'], 0.5) * 1e3:.1f} ms"
+                + f"\n{'':<40} refusals p50 {pct(over['refused_latencies'], 0.5) * 1e3:.1f} ms"
                 f" p99 {pct(over['refused_latencies'], 0.99) * 1e3:.1f} ms; RSS "
                 f"{rss_before:.0f} -> {rss_mb(pid):.0f} MB with children, server process "
                 f"{own_before:.0f} -> {rss_mb(pid, tree=False):.0f} MB"
             )
         finally:
             hakon.stop()
+        compare_remote_write(work, rw, rw_samples, senders, args)
 
-        if args.no_vm:
-            return
-        vm = start_victoria(work)
-        if vm is None:
-            print("victoria-metrics not installed: no comparison")
-            return
-        vm_proc, vm_port = vm
-        try:
-            vm_spec = {
-                **rw_spec,
-                "port": vm_port,
-                "headers": {k: v for k, v in rw_spec["headers"].items() if k != "Authorization"},
-            }
-            run_load({**vm_spec, "senders": 4, "duration": 600, "limit": len(rw)}, work)
-            for n in senders:
-                r = measured(
-                    vm_proc.pid, {**vm_spec, "senders": n, "duration": args.duration}, work
+
+def compare_remote_write(
+    work: Path, rw: list[list[bytes]], rw_samples: list[int], senders: list[int], args: Any
+) -> None:
+    """remote_write on a fresh Hakon and, when installed, a fresh VictoriaMetrics beside
+    it, measured alternately (Hakon, VictoriaMetrics, VictoriaMetrics, Hakon at each
+    concurrency): both start empty and see the same phases of this shared machine."""
+    data = work / "hakon-rw"
+    flags = ["--ingest-rate-limit-rps", "0", "--rate-limit-rps", "0", *args.hakon_args.split()]
+    hakon = HakonProcess(data, *flags).start()
+    vm = None if args.no_vm else start_victoria(work)
+    try:
+        token, _ = TokenAuthority(read_secret(data)).mint(
+            subject="bench", scopes=["metrics:write"], ttl_seconds=86_400
+        )
+        headers = {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+        }
+        base = {"bodies": str(work / "rw.pkl"), "samples": rw_samples, "host": "127.0.0.1"}
+        servers = {
+            "Hakon": (
+                hakon.proc.pid,  # type: ignore[union-attr]
+                {
+                    **base,
+                    "port": hakon.port,
+                    "path": "/api/v1/write",
+                    "headers": {**headers, "Authorization": f"Bearer {token}"},
+                },
+            )
+        }
+        if vm is not None:
+            servers["VictoriaMetrics"] = (
+                vm[0].pid,
+                {**base, "port": vm[1], "path": "/api/v1/write", "headers": headers},
+            )
+        else:
+            print("victoria-metrics not installed (or --no-vm): no comparison")
+        # A first pass registers the series on each server; then both settle (indexing).
+        for _, spec in servers.values():
+            run_load({**spec, "senders": 4, "duration": 600, "limit": len(rw)}, work)
+        time.sleep(3)
+        order = ["Hakon", "VictoriaMetrics", "VictoriaMetrics", "Hakon"][: 2 * len(servers)]
+        for n in senders:
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+            for name in order:
+                pid, spec = servers[name]
+                runs[name].append(
+                    measured(pid, {**spec, "senders": n, "duration": args.duration}, work)
                 )
-                print(line(f"VictoriaMetrics remote_write, {n}", r))
-                ours = rw_results[n]
-                print(f"{'':<34} Hakon/VictoriaMetrics samples/s = {ours['rate'] / r['rate']:.2f}")
-        finally:
-            vm_proc.terminate()
-            vm_proc.wait(timeout=30)
+            merged = {name: combined(rs) for name, rs in runs.items()}
+            for name, r in merged.items():
+                print(line(f"remote_write {name}, {n}", r))
+            if len(merged) == 2:
+                ratio = merged["Hakon"]["rate"] / merged["VictoriaMetrics"]["rate"]
+                print(f"{'':<40} Hakon/VictoriaMetrics samples/s = {ratio:.2f}")
+    finally:
+        hakon.stop()
+        if vm is not None:
+            vm[0].terminate()
+            vm[0].wait(timeout=30)
+
+
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of one server as one: rate over their total time, latencies pooled."""
+    statuses: dict[str, int] = {}
+    for r in runs:
+        for k, v in r["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    samples, elapsed = sum(r["samples"] for r in runs), sum(r["elapsed"] for r in runs)
+    return {
+        "samples": samples,
+        "elapsed": elapsed,
+        "rate": samples / elapsed,
+        "server_cpu": sum(r["server_cpu"] for r in runs),
+        "statuses": statuses,
+        "latencies": [x for r in runs for x in r["latencies"]],
+    }
 
 
 def decode_only(hg: list[list[bytes]], rw: list[list[bytes]], seconds: float = 3.0) -> None:
