@@ -31,7 +31,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from hakon.errors import InvalidRequest
-from hakon.ingest.bytekeys import MAX_KEY, ByteKeyTable, padded
+from hakon.ingest.bytekeys import MAX_KEY, ByteKeyTable, padded, windows
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.series import SeriesRegistry, check_times
 from hakon.store.interface import SampleBatch
@@ -165,7 +165,7 @@ class RemoteWriteDecoder:
             return done
         data = np.frombuffer(buffer, np.uint8)
         tail_at = starts[idx] + lengths[idx] - tail_len
-        tails = np.lib.stride_tricks.sliding_window_view(data, tail_len)[tail_at]
+        tails = windows(data, tail_len)[tail_at]
         ok = np.all(tails[:, ts_at : ts_at + 5] >= 0x80, axis=1)
         ok &= (tails[:, ts_at + 5] < 0x80) & (tails[:, ts_at + 5] > 0)
         for offset, expected in checks:

@@ -79,3 +79,24 @@ def test_growing_keeps_every_key():
     assert ids.tolist() == [model[k] for k in keys]
     table.clear()
     assert not table.lookup(buffer, starts, lengths)[1].any()
+
+
+def test_long_probe_sequences_find_their_keys_and_misses_end_at_a_gap():
+    """Hashes crowded into one bucket make probe sequences hundreds of positions long:
+    lookups run vectorized rounds and finish the last few keys one by one."""
+
+    def crowded(words: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        # One low bits for all (one bucket), distinct high bits per key.
+        return ((words[:, 0] % np.uint64(1 << 40)) << np.uint64(16)) | np.uint64(5)
+
+    table = ByteKeyTable()
+    table._hash = crowded  # type: ignore[method-assign]
+    keys = [i.to_bytes(8, "little") for i in range(1, 301)]
+    model = _fill(table, keys)
+    assert len(model) == len(keys)
+    absent = [i.to_bytes(8, "little") for i in range(1001, 1041)]
+    asked = absent[:20] + keys[::-1] + absent[20:]
+    buffer, starts, lengths = _layout(asked, b"\x07")
+    ids, found, _ = table.lookup(buffer, starts, lengths)
+    assert found.tolist() == [k in model for k in asked]
+    assert ids[found].tolist() == [model[k] for k in asked if k in model]
