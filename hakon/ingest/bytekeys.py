@@ -59,9 +59,9 @@ class ByteKeyTable:
         self._hashes = np.zeros(1 << 12, np.uint64)
         self._slots = np.zeros(1 << 12, np.int64)
         self._count = 0
-        self._arena = np.zeros(1 << 16, np.uint8)
-        self._used = 0
-        self._offsets = np.zeros(1024, np.int64)
+        # Each kept key as a row of words, zero past its end, as wide as the longest
+        # key: a lookup gathers whole rows to compare, with no masking.
+        self._words_kept = np.zeros((1024, 1), np.uint64)
         self._lengths = np.zeros(1024, np.int64)
         self._ids = np.zeros(1024, np.int64)
 
@@ -87,12 +87,23 @@ class ByteKeyTable:
             return ids, np.zeros(n, bool), hashes
         slots = self._find(hashes)
         found = slots >= 0
-        if found.any():
+        rows: slice | np.ndarray
+        if found.all():  # as usual: every key seen before
+            rows, asked = slice(None), words
+        elif found.any():
             rows = np.flatnonzero(found)
-            kept = self._words_of_slots(slots[rows], words.shape[1], lengths[rows])
-            same = (kept == words[rows]).all(axis=1) & (self._lengths[slots[rows]] == lengths[rows])
-            found[rows[~same]] = False
-            ids[found] = self._ids[slots[found]]
+            asked = words[rows]
+        else:
+            return ids, found, hashes
+        held = slots[rows]
+        # Equal lengths and equal words up to the narrower width: past it, the wider
+        # side's words are zero for every key of that length.
+        width = min(asked.shape[1], self._words_kept.shape[1])
+        same = (self._words_kept[held, :width] == asked[:, :width]).all(axis=1)
+        same &= self._lengths[held] == lengths[rows]
+        if not same.all():
+            found[np.flatnonzero(found)[~same]] = False
+        ids[found] = self._ids[slots[found]]
         return ids, found, hashes
 
     def add(self, key: bytes, hash_: int, sid: int) -> bool:
@@ -106,18 +117,17 @@ class ByteKeyTable:
                 return False
             at = (at + 1) & mask
         slot = self._count
+        rows, width = self._words_kept.shape
+        need = -(-len(key) // 8)
+        if slot == rows or need > width:
+            grown = np.zeros((2 * rows if slot == rows else rows, max(width, need)), np.uint64)
+            grown[:slot, :width] = self._words_kept[:slot]
+            self._words_kept = grown
         if slot == len(self._ids):
-            self._offsets = np.resize(self._offsets, 2 * slot)
             self._lengths = np.resize(self._lengths, 2 * slot)
             self._ids = np.resize(self._ids, 2 * slot)
-        end = self._used + len(key)
-        if end + MAX_KEY > len(self._arena):  # a window from any key's start stays inside
-            grown = np.zeros(2 * (end + MAX_KEY), np.uint8)
-            grown[: self._used] = self._arena[: self._used]
-            self._arena = grown
-        self._arena[self._used : end] = np.frombuffer(key, np.uint8)
-        self._offsets[slot], self._lengths[slot], self._ids[slot] = self._used, len(key), sid
-        self._used = end
+        self._words_kept[slot].view(np.uint8)[: len(key)] = np.frombuffer(key, np.uint8)
+        self._lengths[slot], self._ids[slot] = len(key), sid
         self._hashes[at], self._slots[at] = hash_, slot
         self._count += 1
         return True
@@ -180,13 +190,6 @@ class ByteKeyTable:
 
     def _words(self, buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return self._window(np.frombuffer(buffer, np.uint8), starts, lengths)
-
-    def _words_of_slots(self, slots: np.ndarray, width: int, lengths: np.ndarray) -> np.ndarray:
-        data = self._arena[: self._used + 8 * width]
-        words = self._window(data, self._offsets[slots], np.minimum(self._lengths[slots], lengths))
-        if words.shape[1] < width:  # every kept key shorter than the widest asked
-            words = np.pad(words, ((0, 0), (0, width - words.shape[1])))
-        return words[:, :width]
 
     def _hash(self, words: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         h = words @ self._key[: words.shape[1]]
