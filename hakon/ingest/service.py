@@ -44,7 +44,17 @@ def limits_from(settings: Settings) -> IngestLimits:
 
 
 class Ingest:
-    """Decoders for every format, plus the two admission bounds (requests and samples)."""
+    """Decoders for every format, plus the admission bounds: requests in flight, samples
+    not yet durable, and samples in memory not yet written to blocks.
+
+    The last one is what keeps memory bounded when flushes fall behind: a flush
+    takes longer than the head took to fill when the writes outrun the block
+    writer (every sample new, a slow disk), and each head would then be larger
+    than the one before. Past `HEAD_BACKLOG_FACTOR` heads' worth, writes are
+    refused with a retry hint until a flush catches up.
+    """
+
+    HEAD_BACKLOG_FACTOR = 3
 
     def __init__(
         self,
@@ -59,6 +69,7 @@ class Ingest:
         self.decoding = Decoding(limits, decode_processes, store.index.__contains__)
         self.max_pending = max_pending_samples
         self.max_concurrent = max_concurrent_requests
+        self.max_unflushed = self.HEAD_BACKLOG_FACTOR * store.options.head_max_samples
         self._pending = 0
         self._active = 0
         self._lock = threading.Lock()
@@ -94,9 +105,17 @@ class Ingest:
         return self._pending
 
     def check_capacity(self) -> None:
-        """Refuse early (before reading a body) when already past the bound."""
+        """Refuse early (before reading a body) when already past a bound."""
         if self._pending >= self.max_pending:
             raise self._overloaded()
+        unflushed = self.store.unflushed_samples()
+        if unflushed >= self.max_unflushed:
+            raise Unavailable(
+                f"storage is behind: {unflushed} samples wait in memory to be written to "
+                "blocks; retry shortly",
+                retry_after=5,
+                details={"unflushed_samples": unflushed, "limit": self.max_unflushed},
+            )
 
     async def append(self, batch: SampleBatch) -> None:
         """Return once the batch is durable; Unavailable if too much is in flight."""

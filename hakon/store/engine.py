@@ -813,6 +813,10 @@ class Store:
         heap = heap_usage()
         return heap is not None and heap["free_kept"] > self.HEAP_FREE_KEPT_BYTES
 
+    def unflushed_samples(self) -> int:
+        """Samples in memory not yet written to blocks (the live head and frozen ones)."""
+        return self.head.samples + sum(h.samples for h in tuple(self._frozen))
+
     # -- admin ---------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from hakon.errors import Unavailable
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.service import Ingest
 from hakon.store.catalog import Catalog
-from hakon.store.engine import Store
+from hakon.store.engine import Store, StoreOptions
 from hakon.store.interface import SampleBatch
 
 
@@ -189,6 +189,31 @@ def test_past_the_pending_bound_writes_are_refused_at_once(tmp_path: Path) -> No
         assert ingest.pending_samples == 0
         asyncio.run(ingest.append(batch(600, now + 1)))  # once drained, writes go through again
         assert store.stats()["samples"] == 1200  # the admitted batch and the later one
+    finally:
+        store.close()
+        catalog.close()
+
+
+def test_writes_are_refused_while_flushes_are_behind(tmp_path: Path) -> None:
+    """Three heads' worth of samples not yet written to blocks: new writes are refused
+    (memory stays bounded when flushes fall behind) until a flush catches up."""
+    catalog = Catalog.open_in(tmp_path)
+    options = StoreOptions(head_max_samples=100, maintenance_interval_s=3600)  # no auto flush
+    store = Store(tmp_path, catalog, options).open()
+    try:
+        ingest = Ingest(store, IngestLimits(), max_pending_samples=10**6)
+        now = int(time.time() * 1000)
+        labels = [{"__name__": "m", "i": str(i)} for i in range(299)]
+        store.append(SampleBatch.from_series(labels, np.arange(299), [now] * 299, np.ones(299)))
+        ingest.check_capacity()  # 299 < 300: still admitted
+        store.append(SampleBatch.from_series(labels[:1], [0], [now + 1], [2.0]))
+        with pytest.raises(Unavailable) as refused:
+            ingest.check_capacity()
+        assert refused.value.details == {"unflushed_samples": 300, "limit": 300}
+        assert refused.value.retry_after == 5
+        store.flush()
+        assert store.unflushed_samples() == 0
+        ingest.check_capacity()
     finally:
         store.close()
         catalog.close()
