@@ -33,7 +33,7 @@ from hakon.ingest.collectors import COLLECTORS, ENVELOPE_LABELS, Collector, Kind
 from hakon.ingest.limits import IngestLimits
 from hakon.ingest.series import SeriesRegistry, check_times
 from hakon.store.interface import SampleBatch
-from hakon.store.labels import METRIC_NAME, Labels, encode_pair, pair_pieces
+from hakon.store.labels import METRIC_NAME, Labels, encode_pair, pair_pieces, signed_id
 
 _NAN = math.nan
 _BOOL_VALUE = {True: 1.0, False: 0.0, None: _NAN}
@@ -136,10 +136,6 @@ def validation_error(exc: msgspec.MsgspecError | RecursionError) -> InvalidReque
 
 
 _U64 = (1 << 64) - 1
-
-
-def _signed(h: int) -> int:
-    return h - (1 << 64) if h >> 63 else h
 
 
 _AT_PATH = re.compile(r" - at `(key` in `)?\$([^`]*)`$")
@@ -346,7 +342,7 @@ class _KindFlattener:
                         texts += [name_texts[c] + base[2] for c in cols]
                     else:
                         for c, h in zip(cols, row_hashes, strict=True):
-                            registry.remember(_signed(h), (name_pairs[c], *base[0]))
+                            registry.remember(signed_id(h), (name_pairs[c], *base[0]))
                 else:
                     hashes += [self._series_id_slow(rows, row, c) & _U64 for c in cols]
                 at_rows += [row] * len(cols)

@@ -59,7 +59,11 @@ def series_id(labels: Labels) -> int:
 
 def id_of_encoded(encoded: bytes) -> int:
     """The id of a label set from its `encode`d bytes (for callers that build them in parts)."""
-    h = xxhash.xxh64_intdigest(encoded)
+    return signed_id(xxhash.xxh64_intdigest(encoded))
+
+
+def signed_id(h: int) -> int:
+    """An unsigned 64-bit xxh64 digest as the signed id that holds the same bits."""
     return h - (1 << 64) if h >= _SIGN else h
 
 

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import msgspec
 import numpy as np
 import pyarrow as pa
 
 from hakon.errors import Conflict
-from hakon.store.labels import Labels
+from hakon.store.labels import Labels, decode_labels
 
 if TYPE_CHECKING:  # the block writer's child imports this module, and needs no DuckDB
     from hakon.store.catalog import Catalog
@@ -32,7 +31,6 @@ SCHEMA = (
     " bytes BIGINT NOT NULL, file VARCHAR NOT NULL, seq BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS store_state (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)",
 )
-_decode = msgspec.json.Decoder(list[tuple[str, str]]).decode
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class Manifest:
 
     def load_series(self) -> tuple[list[int], list[Labels]]:
         rows = self.catalog.fetchall("SELECT id, any_value(labels) FROM series GROUP BY id")
-        found = self.catalog.readable("series", rows, lambda r: (r[0], tuple(_decode(r[1]))))
+        found = self.catalog.readable("series", rows, lambda r: (r[0], decode_labels(r[1])))
         return [sid for sid, _ in found], [labels for _, labels in found]
 
     def blocks(self) -> list[BlockMeta]:
